@@ -24,3 +24,25 @@ def tiny_model_untied(tmp_path_factory) -> Path:
         dtype=__import__("mlx.core").core.bfloat16,
         seed=1,
     )
+
+
+@pytest.fixture
+def node_servers():
+    """Start in-process nodes on free loopback ports; stop them afterwards."""
+    from mlx_distributed.grpc_server import serve
+    from mlx_distributed.shard_node import ShardNode
+
+    started = []
+
+    def start(count: int, **node_options):
+        addresses = []
+        for _ in range(count):
+            node = ShardNode(**node_options)
+            server, port = serve(node, "127.0.0.1", 0)
+            started.append(server)
+            addresses.append((node, f"127.0.0.1:{port}"))
+        return addresses
+
+    yield start
+    for server in started:
+        server.stop(grace=None)

@@ -81,6 +81,12 @@ class DistributedInferenceClient:
         """Token ids of a prompt; a string gets the BOS token unless it has one."""
         if isinstance(prompt, list):
             ids = [int(token) for token in prompt]
+            vocab_size = len(self.tokenizer)
+            bad = [token for token in ids if not 0 <= token < vocab_size]
+            if bad:
+                raise ValueError(
+                    f"prompt token ids must be in [0, {vocab_size}), found {bad[:5]}"
+                )
         else:
             bos = self.tokenizer.bos_token
             add_special = bos is None or not prompt.startswith(bos)

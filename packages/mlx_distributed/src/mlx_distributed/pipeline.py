@@ -95,3 +95,6 @@ class PipelineSession:
                 node.call("EndSession", request, END_SESSION_TIMEOUT_S)
             except (NodeUnavailableError, NodeRequestError):
                 pass
+            except ValueError:
+                # The channel was closed with the client; nothing to free.
+                return

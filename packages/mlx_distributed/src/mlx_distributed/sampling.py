@@ -32,6 +32,11 @@ class TokenSampler:
             seed = int(mx.random.randint(0, 2**31 - 1, shape=()).item())
         self._key = mx.random.key(seed)
 
+    @property
+    def key(self) -> mx.array:
+        """The random key the next sampled step will split."""
+        return self._key
+
     def sample(self, logits: mx.array) -> tuple[mx.array, mx.array]:
         """Return (token ids [B], their log probabilities [B]) from logits [B, V].
 
@@ -45,7 +50,8 @@ class TokenSampler:
             filtered = logprobs
             if self.settings.top_p < 1:
                 filtered = apply_top_p(logprobs, self.settings.top_p)
-            self._key, step_key = mx.random.split(self._key)
+            keys = mx.random.split(self._key)
+            self._key, step_key = keys[0], keys[1]
             tokens = mx.random.categorical(
                 filtered * (1 / self.settings.temperature), key=step_key
             )

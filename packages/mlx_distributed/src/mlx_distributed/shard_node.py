@@ -6,8 +6,8 @@ Transport-free; `grpc_server` maps protocol messages onto this class.
 import logging
 import os
 import platform
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -73,20 +73,25 @@ class ShardNode:
         self.sessions = SessionStore(max_sessions, idle_timeout_s)
         self.shard: Shard | None = None
         self.started = time.monotonic()
-        # One forward runs at a time: sessions interleave between requests,
-        # and MLX already spreads a single forward over the device.
-        self._compute_lock = threading.Lock()
+        # All MLX work runs on this one thread: MLX streams belong to the
+        # thread that created them, and a lazy array built on one gRPC worker
+        # thread cannot be evaluated on another. One forward runs at a time,
+        # so sessions interleave between requests.
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
 
     def load(self, spec: ShardSpec) -> tuple[Shard, float]:
         """Load a shard in place of the current one; return it and the seconds."""
         start = time.perf_counter()
+        shard = self._compute.submit(self._swap_shard, spec).result()
+        return shard, time.perf_counter() - start
+
+    def _swap_shard(self, spec: ShardSpec) -> Shard:
         shard = load_shard(spec)
-        with self._compute_lock:
-            self.shard = shard
-            dropped = self.sessions.clear()
+        self.shard = shard
+        dropped = self.sessions.clear()
         if dropped:
             logger.info("ended %s sessions of the previous shard", dropped)
-        return shard, time.perf_counter() - start
+        return shard
 
     def capabilities(self) -> dict:
         """Describe this node for shard planning."""
@@ -107,13 +112,16 @@ class ShardNode:
         shard = self.shard
         if shard is None:
             raise NoShardError("no shard is loaded on this node; call LoadShard")
+        return self._compute.submit(self._forward, shard, request).result()
+
+    def _forward(self, shard: Shard, request: ForwardInput) -> ForwardOutput:
         inputs = self._check_inputs(shard, request)
         if request.position == 0:
             session = self._open_session(shard, request)
         else:
             session = self.sessions.get(request.session_id, request.position)
         try:
-            with session.lock, self._compute_lock:
+            with session.lock:
                 return self._run(shard, session, inputs, request)
         except Exception:
             self.sessions.end(request.session_id)
@@ -192,19 +200,22 @@ class ShardNode:
 
         hidden = shard.run_layers(inputs, session.cache)
         output = ForwardOutput()
+        # The caches are evaluated with every step, so no lazy graph is
+        # carried from one request to the next.
+        cache_state = [layer_cache.state for layer_cache in session.cache]
         if not shard.is_last:
             output.hidden = hidden
             # Waits for the device: the reply needs the bytes.
-            mx.eval(hidden)
+            mx.eval(hidden, cache_state)
         elif request.sample:
             logits = shard.logits(hidden[:, -1, :])
             tokens, logprobs = session.sampler.sample(logits)
-            mx.eval(tokens, logprobs)
+            mx.eval(tokens, logprobs, cache_state, session.sampler.key)
             output.token_ids = tokens.tolist()
             output.logprobs = logprobs.astype(mx.float32).tolist()
         else:
-            # Prefill without sampling: only the caches are needed.
-            mx.eval([layer_cache.state for layer_cache in session.cache])
+            # Prompt processing without sampling: only the caches are needed.
+            mx.eval(cache_state)
 
         session.position += request.length
         output.compute_seconds = time.perf_counter() - start

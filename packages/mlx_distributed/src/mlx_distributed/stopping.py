@@ -38,6 +38,8 @@ def _end_of_turn_ids(tokenizer: TokenizerWrapper) -> set[int]:
     # stop every reply that contains one.
     first = tail_ids[0]
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special.update(token_id for token_id, token in added.items() if token.special)
     return {first} if first in special else set()
 
 

@@ -60,4 +60,6 @@ def from_message(message: pipeline_pb2.Tensor) -> mx.array:
     array = mx.array(flat)
     if mlx_dtype == mx.bfloat16:
         array = array.view(mx.bfloat16)
+        # Evaluated here: a lazy view is tied to this thread's MLX stream.
+        mx.eval(array)
     return array
