@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from mlx_distributed.distributed_config import (
     ClusterConfig,
     ClusterConfigError,

@@ -3,14 +3,13 @@ import time
 
 import mlx.core as mx
 import pytest
-from mlx_lm import generate as mlx_generate
-from mlx_lm import load as mlx_load
-from mlx_lm.generate import generate_step
-
 from mlx_distributed.distributed_config import ClusterConfig, NodeConfig
 from mlx_distributed.grpc_client import DistributedInferenceClient
 from mlx_distributed.local_nodes import start_local_node
 from mlx_distributed.node_connection import NodeUnavailableError
+from mlx_lm import generate as mlx_generate
+from mlx_lm import load as mlx_load
+from mlx_lm.generate import generate_step
 
 PROMPTS = ["hello there", "the quick brown fox", "x", "Once upon a time, far away"]
 

@@ -1,7 +1,6 @@
 import grpc
 import mlx.core as mx
 import pytest
-
 from mlx_distributed._proto import pipeline_pb2
 from mlx_distributed.node_connection import NodeConnection, NodeRequestError
 from mlx_distributed.tensors import to_message

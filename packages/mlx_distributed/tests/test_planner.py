@@ -1,5 +1,4 @@
 import pytest
-
 from mlx_distributed.planner import (
     PlanError,
     check_explicit,
@@ -19,7 +18,7 @@ def test_even_split_covers_all_layers_for_many_sizes():
             assert ranges[0][0] == 0
             assert ranges[-1][1] == layers
             assert all(end > start for start, end in ranges)
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
 
 
 def test_memory_split_is_proportional():

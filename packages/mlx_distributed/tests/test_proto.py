@@ -6,9 +6,8 @@ def test_generated_code_matches_proto(tmp_path):
     for name in GENERATED_FILES:
         fresh = (tmp_path / name).read_text()
         committed = (GENERATED_DIR / name).read_text()
-        assert fresh == committed, (
-            f"_proto/{name} is stale; run `uv run python -m mlx_distributed.proto.build`"
-        )
+        command = "uv run python -m mlx_distributed.proto.build"
+        assert fresh == committed, f"_proto/{name} is stale; run `{command}`"
 
 
 def test_generated_grpc_module_imports_by_package_path():

@@ -1,7 +1,6 @@
 import time
 
 import pytest
-
 from mlx_distributed.sessions import (
     Session,
     SessionLimitError,

@@ -1,6 +1,5 @@
-from mlx_lm.utils import load_tokenizer
-
 from mlx_distributed.stopping import StopText, end_of_sequence_ids
+from mlx_lm.utils import load_tokenizer
 
 
 def test_stop_string_cuts_text():

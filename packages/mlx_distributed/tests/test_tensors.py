@@ -1,6 +1,5 @@
 import mlx.core as mx
 import pytest
-
 from mlx_distributed._proto import pipeline_pb2
 from mlx_distributed.tensors import from_message, to_message
 
