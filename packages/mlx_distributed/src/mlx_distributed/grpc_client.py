@@ -135,8 +135,9 @@ class DistributedInferenceClient:
                     break
                 generated.append(token)
                 piece = stop_text.feed(self._decode(generated))
-                if piece:
-                    yield GenerationChunk(text=piece, token_id=token)
+                # One chunk per token, even when its text is held back (part
+                # of a character or of a possible stop string).
+                yield GenerationChunk(text=piece, token_id=token)
                 if stop_text.stopped:
                     finish_reason = "stop"
                     break
