@@ -209,3 +209,21 @@ def test_killed_node_fails_fast_and_recovers(tmp_path, tiny_model):
         client.close()
         for node in nodes:
             node.stop()
+
+
+def test_dequantized_shards_match_dequantized_model(node_servers, tmp_path, tiny_model):
+    from mlx_lm import convert
+    from mlx_lm.utils import dequantize_model
+
+    quantized = tmp_path / "quantized"
+    convert(str(tiny_model), mlx_path=str(quantized), quantize=True, q_group_size=32)
+    model, tokenizer = mlx_load(str(quantized))
+    model = dequantize_model(model)
+    with _client(node_servers, quantized, 2, dequantize=True) as client:
+        shards = client.orchestrator.nodes
+        for prompt in PROMPTS[:2]:
+            result = client.generate(prompt, max_tokens=12)
+            assert result.token_ids == _reference_tokens(model, tokenizer, prompt, 12)
+        health = shards[0].health(5)
+    assert health.shard.dequantized
+    assert health.shard.dtype == "float32"

@@ -1,11 +1,10 @@
 """Greedy equality on the embedded SmolLM2-135M-Instruct model (30 layers)."""
 
 import pytest
-from mlx_lm import generate as mlx_generate
-
 from mlx_distributed import load_model
 from mlx_distributed.distributed_config import ClusterConfig, NodeConfig
 from mlx_distributed.grpc_client import DistributedInferenceClient
+from mlx_lm import generate as mlx_generate
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 

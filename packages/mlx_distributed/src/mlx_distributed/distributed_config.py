@@ -59,6 +59,8 @@ class ClusterConfig:
     model: str | None = None
     dtype: str | None = None
     adapter: str | None = None
+    # Expand quantized weights to dense `dtype` (float32 if unset) on load.
+    dequantize: bool = False
     split: str = "even"
     nodes: tuple[NodeConfig, ...] = ()
     # Nodes the orchestrator starts on 127.0.0.1 itself; 0 uses `nodes`.
@@ -219,6 +221,10 @@ def parse_cluster_config(data: dict[str, Any], source: str = "<dict>") -> Cluste
     adapter = data.get("adapter")
     if adapter is not None and not isinstance(adapter, str):
         problems.append(f"adapter: expected a folder path, found {adapter!r}")
+    dequantize = data.get("dequantize", False)
+    if not isinstance(dequantize, bool):
+        problems.append(f"dequantize: expected true or false, found {dequantize!r}")
+        dequantize = False
     split = data.get("split", "even")
     if split not in SPLIT_MODES:
         problems.append(f"split: expected one of {list(SPLIT_MODES)}, found {split!r}")
@@ -246,6 +252,7 @@ def parse_cluster_config(data: dict[str, Any], source: str = "<dict>") -> Cluste
         model=model if isinstance(model, str) else None,
         dtype=dtype if dtype in DTYPES else None,
         adapter=adapter if isinstance(adapter, str) else None,
+        dequantize=dequantize,
         split=split,
         nodes=nodes,
         local_nodes=local_nodes,

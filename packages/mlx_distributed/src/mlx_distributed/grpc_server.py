@@ -85,6 +85,7 @@ class PipelineShardServicer(pipeline_pb2_grpc.PipelineShardServicer):
             layer_end=request.layer_end,
             dtype=request.dtype,
             adapter=request.adapter,
+            dequantize=request.dequantize,
         )
         try:
             shard, seconds = self.node.load(spec)

@@ -108,6 +108,7 @@ class DistributedInferenceOrchestrator:
             layer_end=end,
             dtype=self.config.dtype or "",
             adapter=self.config.adapter or "",
+            dequantize=self.config.dequantize,
         )
         reply = node.call("LoadShard", request, LOAD_TIMEOUT_S)
         node.mark(True)

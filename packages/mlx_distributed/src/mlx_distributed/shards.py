@@ -14,7 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import BatchKVCache, KVCache
-from mlx_lm.utils import load_adapters, load_model
+from mlx_lm.utils import dequantize_model, load_adapters, load_model
 
 from mlx_distributed.model_source import resolve_model_folder
 from mlx_distributed.tensors import dtype_name, parse_dtype
@@ -39,6 +39,7 @@ class ShardSpec:
     layer_end: int
     dtype: str = ""
     adapter: str = ""
+    dequantize: bool = False
 
 
 class Shard:
@@ -99,6 +100,7 @@ class Shard:
             "is_last": self.is_last,
             "dtype": dtype_name(self.activation_dtype),
             "adapter": self.spec.adapter,
+            "dequantized": self.spec.dequantize,
         }
 
     def make_cache(self, batch: int, left_padding: list[int]) -> list[Any]:
@@ -136,8 +138,11 @@ def load_shard(spec: ShardSpec) -> Shard:
     model, config = load_model(folder, lazy=True)
     if spec.adapter:
         model = load_adapters(model, spec.adapter)
-    if spec.dtype:
-        target = parse_dtype(spec.dtype)
+    if spec.dequantize:
+        # Lazy, like the load: only this shard's layers are ever expanded.
+        model = dequantize_model(model)
+    if spec.dtype or spec.dequantize:
+        target = parse_dtype(spec.dtype or "float32")
         # Casts floating parameters only; quantized weights keep their packing.
         model.set_dtype(target)
     shard = Shard(spec, model, config)

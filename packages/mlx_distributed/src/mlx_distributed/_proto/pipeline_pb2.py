@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlx_distributed/_proto/pipeline.proto\x12\x1bmlx_distributed.pipeline.v1\"i\n\x10LoadShardRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0blayer_start\x18\x02 \x01(\x05\x12\x11\n\tlayer_end\x18\x03 \x01(\x05\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x05 \x01(\t\"\x99\x01\n\tShardInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0blayer_start\x18\x02 \x01(\x05\x12\x11\n\tlayer_end\x18\x03 \x01(\x05\x12\x12\n\nnum_layers\x18\x04 \x01(\x05\x12\x10\n\x08is_first\x18\x05 \x01(\x08\x12\x0f\n\x07is_last\x18\x06 \x01(\x08\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x08 \x01(\t\"]\n\x0eLoadShardReply\x12\x35\n\x05shard\x18\x01 \x01(\x0b\x32&.mlx_distributed.pipeline.v1.ShardInfo\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"T\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x10\n\x08has_seed\x18\x04 \x01(\x08\"\x95\x02\n\x0e\x46orwardRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x33\n\x06hidden\x18\x03 \x01(\x0b\x32#.mlx_distributed.pipeline.v1.Tensor\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\x05\x12\x0e\n\x06length\x18\x05 \x01(\x05\x12\x10\n\x08position\x18\x06 \x01(\x05\x12\x14\n\x0cleft_padding\x18\x07 \x03(\x05\x12\x11\n\tkeep_rows\x18\x08 \x03(\x05\x12\x0e\n\x06sample\x18\t \x01(\x08\x12=\n\x08sampling\x18\n \x01(\x0b\x32+.mlx_distributed.pipeline.v1.SamplingParams\"\x81\x01\n\x0c\x46orwardReply\x12\x33\n\x06hidden\x18\x01 \x01(\x0b\x32#.mlx_distributed.pipeline.v1.Tensor\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x10\n\x08logprobs\x18\x03 \x03(\x02\x12\x17\n\x0f\x63ompute_seconds\x18\x04 \x01(\x01\"\'\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\"\n\x0f\x45ndSessionReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x0f\n\rHealthRequest\"\x95\x01\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x35\n\x05shard\x18\x02 \x01(\x0b\x32&.mlx_distributed.pipeline.v1.ShardInfo\x12\x15\n\ropen_sessions\x18\x03 \x01(\x05\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\x12\x10\n\x08protocol\x18\x05 \x01(\t\"\x15\n\x13\x43\x61pabilitiesRequest\"\x88\x01\n\x11\x43\x61pabilitiesReply\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x13\n\x0bmlx_version\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\x05\x32\x99\x04\n\rPipelineShard\x12g\n\tLoadShard\x12-.mlx_distributed.pipeline.v1.LoadShardRequest\x1a+.mlx_distributed.pipeline.v1.LoadShardReply\x12\x61\n\x07\x46orward\x12+.mlx_distributed.pipeline.v1.ForwardRequest\x1a).mlx_distributed.pipeline.v1.ForwardReply\x12j\n\nEndSession\x12..mlx_distributed.pipeline.v1.EndSessionRequest\x1a,.mlx_distributed.pipeline.v1.EndSessionReply\x12^\n\x06Health\x12*.mlx_distributed.pipeline.v1.HealthRequest\x1a(.mlx_distributed.pipeline.v1.HealthReply\x12p\n\x0c\x43\x61pabilities\x12\x30.mlx_distributed.pipeline.v1.CapabilitiesRequest\x1a..mlx_distributed.pipeline.v1.CapabilitiesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlx_distributed/_proto/pipeline.proto\x12\x1bmlx_distributed.pipeline.v1\"}\n\x10LoadShardRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0blayer_start\x18\x02 \x01(\x05\x12\x11\n\tlayer_end\x18\x03 \x01(\x05\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x05 \x01(\t\x12\x12\n\ndequantize\x18\x06 \x01(\x08\"\xae\x01\n\tShardInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0blayer_start\x18\x02 \x01(\x05\x12\x11\n\tlayer_end\x18\x03 \x01(\x05\x12\x12\n\nnum_layers\x18\x04 \x01(\x05\x12\x10\n\x08is_first\x18\x05 \x01(\x08\x12\x0f\n\x07is_last\x18\x06 \x01(\x08\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65quantized\x18\t \x01(\x08\"]\n\x0eLoadShardReply\x12\x35\n\x05shard\x18\x01 \x01(\x0b\x32&.mlx_distributed.pipeline.v1.ShardInfo\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"T\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x10\n\x08has_seed\x18\x04 \x01(\x08\"\x95\x02\n\x0e\x46orwardRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x33\n\x06hidden\x18\x03 \x01(\x0b\x32#.mlx_distributed.pipeline.v1.Tensor\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\x05\x12\x0e\n\x06length\x18\x05 \x01(\x05\x12\x10\n\x08position\x18\x06 \x01(\x05\x12\x14\n\x0cleft_padding\x18\x07 \x03(\x05\x12\x11\n\tkeep_rows\x18\x08 \x03(\x05\x12\x0e\n\x06sample\x18\t \x01(\x08\x12=\n\x08sampling\x18\n \x01(\x0b\x32+.mlx_distributed.pipeline.v1.SamplingParams\"\x81\x01\n\x0c\x46orwardReply\x12\x33\n\x06hidden\x18\x01 \x01(\x0b\x32#.mlx_distributed.pipeline.v1.Tensor\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x10\n\x08logprobs\x18\x03 \x03(\x02\x12\x17\n\x0f\x63ompute_seconds\x18\x04 \x01(\x01\"\'\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\"\n\x0f\x45ndSessionReply\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x0f\n\rHealthRequest\"\x95\x01\n\x0bHealthReply\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x35\n\x05shard\x18\x02 \x01(\x0b\x32&.mlx_distributed.pipeline.v1.ShardInfo\x12\x15\n\ropen_sessions\x18\x03 \x01(\x05\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\x12\x10\n\x08protocol\x18\x05 \x01(\t\"\x15\n\x13\x43\x61pabilitiesRequest\"\x88\x01\n\x11\x43\x61pabilitiesReply\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x13\n\x0bmlx_version\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\x05\x32\x99\x04\n\rPipelineShard\x12g\n\tLoadShard\x12-.mlx_distributed.pipeline.v1.LoadShardRequest\x1a+.mlx_distributed.pipeline.v1.LoadShardReply\x12\x61\n\x07\x46orward\x12+.mlx_distributed.pipeline.v1.ForwardRequest\x1a).mlx_distributed.pipeline.v1.ForwardReply\x12j\n\nEndSession\x12..mlx_distributed.pipeline.v1.EndSessionRequest\x1a,.mlx_distributed.pipeline.v1.EndSessionReply\x12^\n\x06Health\x12*.mlx_distributed.pipeline.v1.HealthRequest\x1a(.mlx_distributed.pipeline.v1.HealthReply\x12p\n\x0c\x43\x61pabilities\x12\x30.mlx_distributed.pipeline.v1.CapabilitiesRequest\x1a..mlx_distributed.pipeline.v1.CapabilitiesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,31 +32,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mlx_distributed._proto.pipe
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOADSHARDREQUEST']._serialized_start=70
-  _globals['_LOADSHARDREQUEST']._serialized_end=175
-  _globals['_SHARDINFO']._serialized_start=178
-  _globals['_SHARDINFO']._serialized_end=331
-  _globals['_LOADSHARDREPLY']._serialized_start=333
-  _globals['_LOADSHARDREPLY']._serialized_end=426
-  _globals['_TENSOR']._serialized_start=428
-  _globals['_TENSOR']._serialized_end=480
-  _globals['_SAMPLINGPARAMS']._serialized_start=482
-  _globals['_SAMPLINGPARAMS']._serialized_end=566
-  _globals['_FORWARDREQUEST']._serialized_start=569
-  _globals['_FORWARDREQUEST']._serialized_end=846
-  _globals['_FORWARDREPLY']._serialized_start=849
-  _globals['_FORWARDREPLY']._serialized_end=978
-  _globals['_ENDSESSIONREQUEST']._serialized_start=980
-  _globals['_ENDSESSIONREQUEST']._serialized_end=1019
-  _globals['_ENDSESSIONREPLY']._serialized_start=1021
-  _globals['_ENDSESSIONREPLY']._serialized_end=1055
-  _globals['_HEALTHREQUEST']._serialized_start=1057
-  _globals['_HEALTHREQUEST']._serialized_end=1072
-  _globals['_HEALTHREPLY']._serialized_start=1075
-  _globals['_HEALTHREPLY']._serialized_end=1224
-  _globals['_CAPABILITIESREQUEST']._serialized_start=1226
-  _globals['_CAPABILITIESREQUEST']._serialized_end=1247
-  _globals['_CAPABILITIESREPLY']._serialized_start=1250
-  _globals['_CAPABILITIESREPLY']._serialized_end=1386
-  _globals['_PIPELINESHARD']._serialized_start=1389
-  _globals['_PIPELINESHARD']._serialized_end=1926
+  _globals['_LOADSHARDREQUEST']._serialized_end=195
+  _globals['_SHARDINFO']._serialized_start=198
+  _globals['_SHARDINFO']._serialized_end=372
+  _globals['_LOADSHARDREPLY']._serialized_start=374
+  _globals['_LOADSHARDREPLY']._serialized_end=467
+  _globals['_TENSOR']._serialized_start=469
+  _globals['_TENSOR']._serialized_end=521
+  _globals['_SAMPLINGPARAMS']._serialized_start=523
+  _globals['_SAMPLINGPARAMS']._serialized_end=607
+  _globals['_FORWARDREQUEST']._serialized_start=610
+  _globals['_FORWARDREQUEST']._serialized_end=887
+  _globals['_FORWARDREPLY']._serialized_start=890
+  _globals['_FORWARDREPLY']._serialized_end=1019
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1021
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1060
+  _globals['_ENDSESSIONREPLY']._serialized_start=1062
+  _globals['_ENDSESSIONREPLY']._serialized_end=1096
+  _globals['_HEALTHREQUEST']._serialized_start=1098
+  _globals['_HEALTHREQUEST']._serialized_end=1113
+  _globals['_HEALTHREPLY']._serialized_start=1116
+  _globals['_HEALTHREPLY']._serialized_end=1265
+  _globals['_CAPABILITIESREQUEST']._serialized_start=1267
+  _globals['_CAPABILITIESREQUEST']._serialized_end=1288
+  _globals['_CAPABILITIESREPLY']._serialized_start=1291
+  _globals['_CAPABILITIESREPLY']._serialized_end=1427
+  _globals['_PIPELINESHARD']._serialized_start=1430
+  _globals['_PIPELINESHARD']._serialized_end=1967
 # @@protoc_insertion_point(module_scope)
