@@ -17,8 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
+import mlx.core as mx
 from mlx_distributed import ClusterConfig, DistributedInferenceClient, load_model
 from mlx_lm import stream_generate
+from mlx_lm.utils import dequantize_model
 
 PROMPTS = [
     "What is the capital of France?",
@@ -71,18 +73,29 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=2, help="local nodes (shards)")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per prompt")
     parser.add_argument("--prompts", type=int, default=8, help="prompts to use (<= 8)")
+    parser.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="expand quantized weights to float32 on both sides (faster on CPU)",
+    )
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     prompts = PROMPTS[: args.prompts]
 
     model, tokenizer = load_model(args.model)
+    if args.dequantize:
+        model = dequantize_model(model)
+        model.set_dtype(mx.float32)
+        mx.eval(model.parameters())
     prompt_ids = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True
         )
         for prompt in prompts
     ]
-    config = ClusterConfig(model=args.model, local_nodes=args.nodes)
+    config = ClusterConfig(
+        model=args.model, local_nodes=args.nodes, dequantize=args.dequantize
+    )
     client = DistributedInferenceClient(config)
     try:
         # Warm both paths once, so no run pays for first-call setup.
@@ -116,6 +129,7 @@ def main() -> None:
     results = {
         "model": args.model or "default (SmolLM2-135M-Instruct)",
         "nodes": args.nodes,
+        "dequantized": args.dequantize,
         "prompts": len(prompts),
         "max_tokens": args.max_tokens,
         "mlx_lm": local,

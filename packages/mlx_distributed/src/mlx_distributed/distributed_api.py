@@ -31,7 +31,7 @@ class ClusterUnavailable(Exception):
 
 
 class ClusterHolder:
-    """Starts the client in the background so the server answers at once.
+    """Starts the client in the background so the server replies at once.
 
     Starting loads every shard (and, for the default model, imports it on
     first use), which can take minutes; requests until then get 503.
@@ -133,12 +133,12 @@ def create_app(
 
     @app.get("/v1/cluster")
     def read_cluster():
-        """Nodes, their layer ranges and health."""
+        """Show the nodes, their layer ranges and health."""
         return holder.require_client().health()
 
     @app.get("/v1/models")
     def list_models():
-        """The one model this cluster serves."""
+        """List the one model this cluster serves."""
         model_id = _model_id(holder)
         return {
             "object": "list",
@@ -184,7 +184,7 @@ def _respond(holder, client, body, prompt_ids: list[int], chat: bool):
     model_id = _model_id(holder)
     if body.stream:
         chunks = client.stream(prompt_ids, **kwargs)
-        # Start the generation before answering, so a node that is down
+        # Start the generation before sending headers, so a node that is down
         # becomes a 503 rather than an error inside a 200 stream.
         first = next(chunks)
         events = _stream_events(first, chunks, response_id, created, model_id, chat)

@@ -80,7 +80,7 @@ class ClusterConfig:
 
 
 def default_cluster_config() -> ClusterConfig:
-    """The embedded default model split evenly across two local nodes."""
+    """Return the config that splits the default model over two local nodes."""
     return ClusterConfig(model=None, local_nodes=2)
 
 

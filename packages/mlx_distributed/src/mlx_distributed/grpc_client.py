@@ -311,7 +311,7 @@ class DistributedInferenceClient:
     # Cluster
 
     def health(self) -> dict[str, Any]:
-        """The cluster's nodes, layer ranges and health."""
+        """Return the cluster's nodes, layer ranges and health."""
         return self.orchestrator.describe()
 
     def close(self) -> None:

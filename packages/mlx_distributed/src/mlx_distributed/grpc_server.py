@@ -102,8 +102,8 @@ class PipelineShardServicer(pipeline_pb2_grpc.PipelineShardServicer):
         except Exception as error:  # noqa: BLE001 - every failure becomes a status
             self._abort(context, "Forward", error)
         if not context.is_active():
-            # The client cancelled or timed out while this step ran: its cache
-            # now holds positions the client never saw.
+            # The client cancelled or timed out while this step ran, so the
+            # cache now contains positions the client never received.
             self.node.end_session(request.session_id)
             logger.info("ended session %s after a cancelled call", request.session_id)
             return pipeline_pb2.ForwardReply()
@@ -176,7 +176,7 @@ def serve(
 
 
 def _write_port_file(path: Path, port: int) -> None:
-    # Atomic, so a reader polling the file never sees a partial number.
+    # Written atomically, so a poller never reads a partial number.
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as handle:
         handle.write(f"{port}\n")

@@ -26,7 +26,7 @@ UNREACHABLE_CODES = frozenset(
 
 
 class NodeUnavailableError(RuntimeError):
-    """A node is down, unreachable or did not answer in time."""
+    """A node is down, unreachable or did not reply before the deadline."""
 
     def __init__(self, address: str, reason: str):
         self.address = address

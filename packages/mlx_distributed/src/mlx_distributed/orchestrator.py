@@ -168,7 +168,7 @@ class DistributedInferenceOrchestrator:
                 raise NodeUnavailableError(node.address, node.last_error)
 
     def describe(self) -> dict[str, Any]:
-        """The cluster's nodes, shards and health, as plain data."""
+        """Return the cluster's nodes, shards and health as plain data."""
         return {
             "model": self.config.model or "default",
             "num_layers": self.num_layers,

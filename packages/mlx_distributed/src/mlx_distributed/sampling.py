@@ -8,7 +8,7 @@ from mlx_lm.sample_utils import apply_top_p
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How a session picks tokens: greedy when temperature is 0."""
+    """Sampling settings of one session; temperature 0 selects greedy decoding."""
 
     temperature: float = 0.0
     top_p: float = 1.0

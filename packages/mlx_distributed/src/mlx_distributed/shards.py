@@ -32,7 +32,7 @@ class ShardLoadError(ValueError):
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """What a node was asked to load."""
+    """Model, layer range and options of a LoadShard request."""
 
     model: str
     layer_start: int
