@@ -106,14 +106,16 @@ def check_changes(
         editors = _editing_teams(commits, config, team)
         if owners & frozen and not owners & editors:
             verb = _STATUS_WORDS.get(changed.status, changed.status)
+            rule = codeowners.rule_for(changed.path)
+            assigned = " ".join(rule.owners) if rule else ""
             violations.append(
                 _violation(
                     changed.path,
                     report.FROZEN_PATH_CHANGED,
-                    f"{verb} path owned by {_team_list(owners)}",
+                    f"{verb} path owned by {assigned} (team {_team_list(owners)}, "
+                    f"frozen; {codeowners.source}, line {rule.line if rule else '?'})",
                     owners,
                     commits,
-                    codeowners,
                     team,
                 )
             )
@@ -155,10 +157,9 @@ def _check_symlink(
         changed.path,
         report.SYMLINK_INTO_FROZEN,
         f"symlink to {target!r} points into {resolved or '.'}, owned by "
-        f"{_team_list(frozen_owners)}",
+        f"team {_team_list(frozen_owners)} (frozen)",
         frozen_owners,
         commits,
-        codeowners,
         team,
     )
 
@@ -182,10 +183,8 @@ def _violation(
     what: str,
     owners: set[str],
     commits: list[Commit],
-    codeowners: CodeOwners,
     team: str | None,
 ) -> Violation:
-    rule = codeowners.rule_for(path)
     if team is not None:
         who = f"the change is from team {team}"
     elif commits:
@@ -197,10 +196,9 @@ def _violation(
         path,
         1,
         code,
-        f"{what} (frozen); {who}",
+        f"{what}; {who}",
         {
-            "owners": sorted(owners),
-            "codeowners_line": rule.line if rule else None,
+            "teams": sorted(owners),
             "commits": [
                 {"sha": c.sha, "author_email": c.author_email} for c in commits
             ],

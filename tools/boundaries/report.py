@@ -74,21 +74,24 @@ def summary(report: Report) -> str:
     """Return the one-line summary that closes the text output."""
     scope: list[str] = []
     if report.changed_paths is not None:
-        scope.append(
-            f"{report.changed_paths} changed paths in {report.commits} commits "
-            f"since {report.base}"
-        )
+        paths = _count(report.changed_paths, "changed path")
+        commits = _count(report.commits or 0, "commit")
+        scope.append(f"{paths} in {commits} since {report.base}")
     if report.python_files is not None:
-        scope.append(f"{report.python_files} Python files")
+        scope.append(_count(report.python_files, "Python file"))
     checked = " and ".join(scope) or "nothing"
-    count = len(report.violations)
-    noun = "violation" if count == 1 else "violations"
     sanctioned = (
         f", {len(report.sanctioned)} sanctioned by exceptions"
         if report.sanctioned
         else ""
     )
-    return f"{count} {noun}{sanctioned}; checked {checked}"
+    return (
+        f"{_count(len(report.violations), 'violation')}{sanctioned}; checked {checked}"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _text_line(violation: Violation) -> str:
