@@ -15,7 +15,13 @@ from pathlib import Path
 from . import report
 from .config import ImportRules
 from .errors import CheckError
-from .layout import Package, load_package, module_exists, read_dunder_all
+from .layout import (
+    Package,
+    SourceFile,
+    load_package,
+    module_exists,
+    read_dunder_all,
+)
 from .report import Violation
 from .scan import ATTRIBUTE, ImportedName, scan_tree
 
@@ -78,22 +84,20 @@ def check_imports(
     """Check both packages; return the violations and how many files were read."""
     violations: list[Violation] = []
     count = 0
-    provider_files = provider.python_files()
-    consumer_files = consumer.python_files()
+    provider_files = provider.python_files(repo)
+    consumer_files = consumer.python_files(repo)
     for file in provider_files:
-        for found in _imports_naming(repo, provider, file, consumer.import_name):
-            violations.extend(_judge_provider(repo, file, found, consumer.import_name))
+        for found in _imports_naming(file, consumer.import_name):
+            violations.extend(_judge_provider(file, found, consumer.import_name))
     count += len(provider_files)
     for file in consumer_files:
-        for found in _imports_naming(repo, consumer, file, provider.import_name):
-            violations.extend(_judge_consumer(repo, file, found, api))
+        for found in _imports_naming(file, provider.import_name):
+            violations.extend(_judge_consumer(file, found, api))
     count += len(consumer_files)
     return violations, count
 
 
-def _imports_naming(
-    repo: Path, package: Package, file: Path, other: str
-) -> list[ImportedName]:
+def _imports_naming(file: SourceFile, other: str) -> list[ImportedName]:
     """Return the imports in `file` that may refer to the package named `other`.
 
     Any import that reaches `other` spells its top-level name somewhere in the
@@ -102,19 +106,18 @@ def _imports_naming(
     non-ASCII bytes are always parsed, because Python folds some Unicode letters
     into ASCII identifiers (NFKC).
     """
-    data = file.read_bytes()
+    with open(file.path, "rb") as stream:
+        data = stream.read()
     if data.isascii() and not _word_pattern(other).search(data):
         return []
     try:
-        tree = ast.parse(data, filename=str(file))
+        tree = ast.parse(data, filename=file.path)
     except SyntaxError as error:
-        relative = file.relative_to(repo).as_posix()
         raise CheckError(
-            f"{relative}:{error.lineno}: invalid Python ({error.msg}); the import "
+            f"{file.relative}:{error.lineno}: invalid Python ({error.msg}); the import "
             f"check cannot judge a file it cannot parse"
         ) from error
-    module = package.module_name(file)
-    found = scan_tree(tree, module, file.name == "__init__.py")
+    found = scan_tree(tree, file.module, file.is_package, data, other)
     return [item for item in found if _reaches(item, other)]
 
 
@@ -145,13 +148,12 @@ def _describe(found: ImportedName) -> str:
 
 
 def _judge_provider(
-    repo: Path, file: Path, found: ImportedName, consumer: str
+    file: SourceFile, found: ImportedName, consumer: str
 ) -> list[Violation]:
-    relative = file.relative_to(repo).as_posix()
     climbed = " (relative import past the top-level package)"
     return [
         Violation(
-            relative,
+            file.relative,
             found.line,
             report.PROVIDER_IMPORTS_CONSUMER,
             f"{_describe(found)}: the provider package must not import {consumer}"
@@ -162,9 +164,8 @@ def _judge_provider(
 
 
 def _judge_consumer(
-    repo: Path, file: Path, found: ImportedName, api: PublicApi
+    file: SourceFile, found: ImportedName, api: PublicApi
 ) -> list[Violation]:
-    relative = file.relative_to(repo).as_posix()
     private: list[str] = []
     if found.form == ATTRIBUTE:
         # Attribute use of a private module was already reported at its import.
@@ -184,7 +185,7 @@ def _judge_consumer(
         private.append(found.module)
     return [
         Violation(
-            relative,
+            file.relative,
             found.line,
             report.CONSUMER_IMPORTS_PRIVATE,
             f"{_describe(found)}: {name} is not in the public API of {api.package} "

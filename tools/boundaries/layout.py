@@ -32,23 +32,37 @@ class Package:
     def pyproject(self) -> str:
         return f"{self.folder}/pyproject.toml"
 
-    def python_files(self) -> list[Path]:
-        """Return every .py file of the import package, in a stable order."""
-        package_dir = self.source_root / self.import_name
-        found: list[Path] = []
+    def python_files(self, repo: Path) -> list[SourceFile]:
+        """Return every .py file of the import package, in a stable order.
+
+        Plain strings and os.walk keep this cheap for thousands of files.
+        """
+        package_dir = os.path.join(self.source_root, self.import_name)
+        root_length = len(str(self.source_root)) + 1
+        repo_length = len(str(repo)) + 1
+        found: list[SourceFile] = []
         for folder, subfolders, files in os.walk(package_dir):
             subfolders[:] = sorted(d for d in subfolders if d not in _SKIPPED_FOLDERS)
-            found.extend(
-                Path(folder, name) for name in sorted(files) if name[-3:] == ".py"
-            )
+            package = folder[root_length:].replace(os.sep, ".")
+            for name in sorted(files):
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(folder, name)
+                is_package = name == "__init__.py"
+                module = package if is_package else f"{package}.{name[:-3]}"
+                relative = path[repo_length:].replace(os.sep, "/")
+                found.append(SourceFile(path, relative, module, is_package))
         return found
 
-    def module_name(self, file: Path) -> str:
-        """Return the dotted name of `file`; an `__init__.py` names its package."""
-        parts = list(file.relative_to(self.source_root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        return ".".join(parts)
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One Python file of a package."""
+
+    path: str
+    relative: str
+    module: str
+    is_package: bool
 
 
 def normalize_distribution(name: str) -> str:

@@ -9,6 +9,8 @@ classes or `if TYPE_CHECKING:` blocks, `importlib.import_module("...")` and
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 IMPORT = "import"
@@ -17,6 +19,23 @@ DYNAMIC_IMPORT = "dynamic import"
 ATTRIBUTE = "attribute"
 
 _IMPORTLIB_FUNCTIONS = ("import_module", "__import__")
+# Nodes that contain statements; imports can only hide inside these.
+_COMPOUND = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    ast.TryStar,
+    ast.Match,
+    ast.ExceptHandler,
+    ast.match_case,
+)
 
 
 @dataclass(frozen=True)
@@ -42,12 +61,68 @@ class ImportedName:
         return found
 
 
-def scan_tree(tree: ast.Module, module: str, is_package: bool) -> list[ImportedName]:
-    """Return the imports in `tree`, the parsed source of dotted `module`."""
+def scan_tree(
+    tree: ast.Module, module: str, is_package: bool, source: bytes, watched: str
+) -> list[ImportedName]:
+    """Return the imports in `tree`, the parsed `source` of dotted `module`.
+
+    Every import statement is returned. Calls and attribute uses are searched only
+    when they can matter: the source mentions `import_module` or `__import__`, or
+    a name bound to a module of the `watched` package is followed by a dot outside
+    an import statement. Skipping the full expression walk otherwise keeps the
+    check fast, because walking every expression costs more than parsing.
+    """
     package = module if is_package else module.rpartition(".")[0]
     visitor = _ImportVisitor(package)
-    visitor.visit(tree)
+    import_lines: set[int] = set()
+    for node in _statements(tree.body):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            visitor.visit(node)
+            end = node.end_lineno or node.lineno
+            import_lines.update(range(node.lineno, end + 1))
+    watched_names = [
+        name
+        for name, target in visitor.module_names.items()
+        if target == watched or target.startswith(watched + ".")
+    ]
+    needs_calls = b"import_module" in source or b"__import__" in source
+    if needs_calls or _used_outside(watched_names, source, import_lines):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                visitor.record_call(node)
+            elif isinstance(node, ast.Attribute):
+                visitor.record_attribute(node)
     return visitor.found
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Yield every statement, nested ones included, without visiting expressions."""
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, _COMPOUND):
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                children = getattr(node, field, None)
+                if children:
+                    stack.extend(reversed(children))
+
+
+def _used_outside(names: list[str], source: bytes, import_lines: set[int]) -> bool:
+    """Tell whether any of `names` is followed by a dot outside import lines."""
+    if not names:
+        return False
+    if not source.isascii():
+        # Identifiers may be spelled with other Unicode letters (NFKC): walk.
+        return True
+    alternatives = b"|".join(re.escape(name.encode()) for name in names)
+    # A dot may follow after spaces, line breaks or comments inside brackets.
+    pattern = re.compile(rb"\b(?:" + alternatives + rb")\s*(?:#[^\n]*\s*)*\.")
+    for match in pattern.finditer(source):
+        line = source.count(b"\n", 0, match.start()) + 1
+        if line not in import_lines:
+            return True
+    return False
 
 
 def resolve_relative(package: str, level: int, module: str | None) -> tuple[str, bool]:
@@ -98,19 +173,17 @@ class _ImportVisitor(ast.NodeVisitor):
                 full = f"{module}.{alias.name}" if module else alias.name
                 self.module_names[bound] = full
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def record_call(self, node: ast.Call) -> None:
         function = self._import_function(node.func)
         if function is not None:
             self._record_dynamic(node, function)
-        self.generic_visit(node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:
+    def record_attribute(self, node: ast.Attribute) -> None:
         if isinstance(node.value, ast.Name) and node.value.id in self.module_names:
             module = self.module_names[node.value.id]
             self.found.append(
                 ImportedName(node.lineno, ATTRIBUTE, module, (node.attr,))
             )
-        self.generic_visit(node)
 
     def _import_function(self, func: ast.expr) -> str | None:
         if isinstance(func, ast.Name):
