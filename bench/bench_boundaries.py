@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,13 +187,27 @@ def _append(root: Path, source_root: str, module: str, line: str) -> None:
     path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
 
 
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str, int]:
+@dataclass(frozen=True)
+class Timing:
+    """One timed command: wall seconds, CPU seconds (user + system), output."""
+
+    wall: float
+    cpu: float
+    output: str
+    status: int
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> Timing:
+    """Run `command` once; measure wall time and the CPU time of the process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     completed = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True
     )
-    elapsed = time.perf_counter() - start
-    return elapsed, completed.stdout + completed.stderr, completed.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(wall, cpu, completed.stdout + completed.stderr, completed.returncode)
 
 
 def main() -> int:
@@ -227,32 +243,36 @@ def main() -> int:
             ),
         }
 
-        ours_seconds, ours_output, ours_status = timed(
+        ours = timed(
             [sys.executable, str(CHECKER), "imports", "--repo", str(root)], root, env
         )
-        theirs_seconds, theirs_output, theirs_status = timed(
+        theirs = timed(
             [lint_imports, "--no-cache", "--config", str(root / ".importlinter")],
             root,
             env,
         )
 
-        ours_found = sum(" BND2" in line for line in ours_output.splitlines())
-        theirs_broken = theirs_output.count(" BROKEN")
+        ours_found = sum(" BND2" in line for line in ours.output.splitlines())
+        theirs_broken = theirs.output.count(" BROKEN")
         print(f"synthetic monorepo: {files} Python files in {root}")
         print(
-            f"check-boundaries imports: {ours_seconds:.2f} s, exit {ours_status}, "
-            f"{ours_found} import violations"
+            f"check-boundaries imports: {ours.wall:.2f} s wall, {ours.cpu:.2f} s CPU, "
+            f"exit {ours.status}, {ours_found} import violations"
         )
         print(
-            f"lint-imports --no-cache:  {theirs_seconds:.2f} s, exit {theirs_status}, "
+            f"lint-imports --no-cache:  {theirs.wall:.2f} s wall, "
+            f"{theirs.cpu:.2f} s CPU, exit {theirs.status}, "
             f"{theirs_broken} contracts broken"
         )
         if ours_found != 2 or theirs_broken != 2:
             print("the tools disagree with the two planted violations:")
-            print(ours_output[-2000:])
-            print(theirs_output[-2000:])
+            print(ours.output[-2000:])
+            print(theirs.output[-2000:])
             return 1
-        print(f"ratio (import-linter / ours): {theirs_seconds / ours_seconds:.1f}x")
+        print(
+            f"ratio (import-linter / ours): {theirs.wall / ours.wall:.1f}x wall, "
+            f"{theirs.cpu / ours.cpu:.1f}x CPU"
+        )
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
