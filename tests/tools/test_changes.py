@@ -188,6 +188,39 @@ def test_each_path_needs_an_owning_author(monorepo, run_check):
     assert INFERENCE_FILE not in out
 
 
+def test_merge_of_main_into_branch_is_clean(monorepo, run_check):
+    monorepo.write(TRAINING_FILE, "X = 1\n")
+    monorepo.commit("Extend the trainer", BOB)
+    monorepo.git("checkout", "-q", "main")
+    monorepo.write(INFERENCE_FILE, "X = 2\n")
+    monorepo.commit("Inference edit on main", ALICE)
+    monorepo.git("checkout", "-q", "feature")
+    monorepo.git("merge", "-q", "--no-edit", "main", author=BOB)
+
+    status, out, _ = changes(run_check, monorepo)
+
+    assert status == 0, out
+    assert "1 changed path in 2 commits" in out
+
+
+def test_edit_inside_merge_commit_is_violation(monorepo, run_check):
+    monorepo.write(TRAINING_FILE, "X = 1\n")
+    monorepo.commit("Extend the trainer", BOB)
+    monorepo.git("checkout", "-q", "main")
+    monorepo.write("uv.lock", "version = 3\n")
+    monorepo.commit("Relock on main", ALICE)
+    monorepo.git("checkout", "-q", "feature")
+    monorepo.git("merge", "-q", "--no-commit", "main", author=BOB)
+    monorepo.write(INFERENCE_FILE, "X = 3\n")
+    monorepo.git("add", "-A", author=BOB)
+    monorepo.git("commit", "-q", "--no-edit", author=BOB)
+
+    status, out, _ = changes(run_check, monorepo)
+
+    assert status == 1
+    assert f"{INFERENCE_FILE}:1: BND100" in out
+
+
 def test_team_option_overrides_authors(monorepo, run_check):
     monorepo.write(INFERENCE_FILE, "X = 1\n")
     monorepo.commit("Inference edit", ALICE)

@@ -169,6 +169,22 @@ def test_exported_names_follow_dunder_all(monorepo, run_check):
     assert status == 0, out
 
 
+def test_dunder_all_append_and_extend_are_read(monorepo, run_check):
+    monorepo.write(
+        f"{PROVIDER_DIR}/__init__.py",
+        "__all__ = ('load_model',)\n"
+        "__all__.append('SIZE')\n__all__.extend(['VERSION'])\n",
+    )
+    monorepo.write(
+        f"{CONSUMER_DIR}/adapter.py",
+        "from mlx_distributed import SIZE, VERSION, load_model\n",
+    )
+
+    status, out, _ = run_check(monorepo, "imports")
+
+    assert status == 0, out
+
+
 def test_computed_dunder_all_is_error(monorepo, run_check):
     monorepo.write(f"{PROVIDER_DIR}/__init__.py", "__all__ = sorted(['a'])\n")
 

@@ -118,10 +118,9 @@ def load_config(text: str, source: str = "pyproject.toml") -> Config:
     frozen = _read_frozen(table.get("frozen-teams"), teams, problems)
     imports = _read_imports(table.get("imports"), problems)
     exceptions = _read_exceptions(table.get("exceptions", []), problems)
-    if problems:
+    if problems or imports is None:
         listing = "\n  ".join(problems)
         raise CheckError(f"{source}: invalid [{TABLE}] configuration:\n  {listing}")
-    assert imports is not None  # _read_imports reports a problem when it is None
     return Config(
         source=source,
         teams=teams,

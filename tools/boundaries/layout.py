@@ -121,12 +121,9 @@ def read_dunder_all(init_file: Path) -> tuple[str, ...]:
             value = node.value
         elif isinstance(node, ast.AugAssign) and _names_all(node.target):
             value = node.value
-        elif isinstance(node, ast.Expr) and _is_all_method(node.value):
-            call = node.value
-            assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-            value = (
-                ast.List(elts=call.args) if call.func.attr == "append" else call.args[0]
-            )
+        elif isinstance(node, ast.Expr) and (call := _all_method_call(node.value)):
+            method = call.func.attr  # type: ignore[attr-defined]
+            value = ast.List(elts=call.args) if method == "append" else call.args[0]
         else:
             continue
         names.extend(_literal_strings(value, init_file, node.lineno))
@@ -137,15 +134,18 @@ def _names_all(*targets: ast.expr) -> bool:
     return any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets)
 
 
-def _is_all_method(value: ast.expr) -> bool:
-    return (
+def _all_method_call(value: ast.expr) -> ast.Call | None:
+    """Return `value` if it is `__all__.append(x)` or `__all__.extend(x)`."""
+    if (
         isinstance(value, ast.Call)
         and isinstance(value.func, ast.Attribute)
         and value.func.attr in ("append", "extend")
         and isinstance(value.func.value, ast.Name)
         and value.func.value.id == "__all__"
         and len(value.args) == 1
-    )
+    ):
+        return value
+    return None
 
 
 def _literal_strings(value: ast.expr | None, file: Path, line: int) -> list[str]:
