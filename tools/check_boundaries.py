@@ -6,8 +6,8 @@ The same command is installed as `check-boundaries` (`uv run check-boundaries`).
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder is already first on sys.path; the insert
-# also makes it importable when the file is loaded some other way.
+# A script's own folder is first on sys.path already. The insert keeps the
+# package importable when this file is loaded in another way.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from boundaries.cli import main  # noqa: E402

@@ -180,23 +180,25 @@ def _team_list(teams: set[str]) -> str:
 def _violation(
     path: str,
     code: str,
-    what: str,
+    finding: str,
     owners: set[str],
     commits: list[Commit],
     team: str | None,
 ) -> Violation:
     if team is not None:
-        who = f"the change is from team {team}"
+        attribution = f"the change is from team {team}"
     elif commits:
         listed = ", ".join(f"{c.short} by {c.author_email}" for c in commits)
-        who = f"no commit by an owning team touched it: {listed}"
+        attribution = f"no commit by an owning team touched it: {listed}"
     else:
-        who = "no commit in the range touched it directly, so its author is unknown"
+        attribution = (
+            "no commit in the range touched it directly, so its author is unknown"
+        )
     return Violation(
         path,
         1,
         code,
-        f"{what}; {who}",
+        f"{finding}; {attribution}",
         {
             "teams": sorted(owners),
             "commits": [

@@ -158,20 +158,20 @@ def apply_exceptions(
     result: Report, config: Config, files: list[str], pyproject_text: str
 ) -> None:
     """Move sanctioned findings aside and report exceptions that match no file."""
-    kept: list[Violation] = []
+    unsanctioned: list[Violation] = []
     for violation in result.violations:
         entry = config.exception_for(violation.path, violation.code)
         if entry is None:
-            kept.append(violation)
+            unsanctioned.append(violation)
         else:
             result.sanctioned.append((violation, entry.reason))
-    result.violations = kept
+    result.violations = unsanctioned
 
     for entry in config.exceptions:
         pattern = compile_pattern(entry.path)
         if any(pattern.match(path) for path in files):
             continue
-        kept.append(
+        unsanctioned.append(
             Violation(
                 "pyproject.toml",
                 _line_of_path(pyproject_text, entry.path),

@@ -58,9 +58,6 @@ class CodeOwners:
         rule = self.rule_for(path)
         return rule.owners if rule else ()
 
-    def all_owners(self) -> set[str]:
-        return {owner for rule in self.rules for owner in rule.owners}
-
 
 def is_valid_owner(owner: str) -> bool:
     """Tell whether `owner` is a GitHub user, an `@org/team` or an e-mail address."""

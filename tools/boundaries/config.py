@@ -37,7 +37,7 @@ class Team:
 
 @dataclass(frozen=True)
 class ImportRules:
-    """Where the two packages live and which provider modules are public."""
+    """The two package folders and the provider modules declared public."""
 
     provider: str
     consumer: str
@@ -83,11 +83,11 @@ class Config:
 
     def teams_of_email(self, email: str) -> set[str]:
         """Return the teams whose commit e-mails include `email` (case-insensitive)."""
-        wanted = email.casefold()
+        folded = email.casefold()
         return {
             team.name
             for team in self.teams.values()
-            if wanted in {address.casefold() for address in team.emails}
+            if folded in {address.casefold() for address in team.emails}
         }
 
     def exception_for(self, path: str, code: str) -> SanctionedException | None:

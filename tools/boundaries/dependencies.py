@@ -25,9 +25,9 @@ def requirement_name(requirement: str) -> str | None:
 def check_dependencies(provider: Package, consumer: Package) -> list[Violation]:
     """Return violations of the declared direction between the two packages."""
     violations: list[Violation] = []
-    wanted = normalize_distribution(provider.distribution)
+    provider_name = normalize_distribution(provider.distribution)
     declared = consumer.project.get("project", {}).get("dependencies", [])
-    if not any(requirement_name(item) == wanted for item in declared):
+    if not any(requirement_name(item) == provider_name for item in declared):
         violations.append(
             Violation(
                 consumer.pyproject,

@@ -2,7 +2,7 @@
 
 
 class CheckError(Exception):
-    """A usage, configuration or git problem: the check cannot run, so it exits 2.
+    """A usage, configuration or git problem that stops the check (exit 2).
 
-    The message says what is wrong and where, and how to fix it.
+    The message names what is wrong and where, and how to fix it.
     """

@@ -14,7 +14,6 @@ from pathlib import Path
 from .errors import CheckError
 
 SYMLINK_MODE = "120000"
-GITLINK_MODE = "160000"
 _MAX_SYMLINK_HOPS = 40
 
 
@@ -56,12 +55,6 @@ def run_git(repo: Path, *args: str) -> bytes:
         stderr = completed.stderr.decode(errors="replace").strip()
         raise CheckError(f"git {' '.join(args)} failed: {stderr}")
     return completed.stdout
-
-
-def repository_root(start: Path) -> Path:
-    """Return the top folder of the git work tree that contains `start`."""
-    output = run_git(start, "rev-parse", "--show-toplevel")
-    return Path(output.decode().strip())
 
 
 def resolve_commit(repo: Path, ref: str) -> str:

@@ -28,7 +28,7 @@ from .scan import ATTRIBUTE, ImportedName, scan_tree
 
 @dataclass(frozen=True)
 class PublicApi:
-    """What the consumer may import from the provider."""
+    """The provider names and modules that the consumer may import."""
 
     package: str
     exported: frozenset[str]

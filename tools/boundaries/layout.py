@@ -1,6 +1,7 @@
-"""Where a workspace package's modules live, and the provider's public API.
+"""Package layout: the Python files and module names of a workspace package, and
+the names in the provider's `__all__`.
 
-Everything here reads files and parses them; nothing is imported or executed.
+Everything here reads and parses files. Nothing is imported or executed.
 """
 
 from __future__ import annotations
