@@ -70,7 +70,7 @@ class Config:
     exceptions: tuple[SanctionedException, ...]
 
     def teams_of_owner(self, owner: str) -> set[str]:
-        """Return the teams a CODEOWNERS owner (handle, team or e-mail) stands for."""
+        """Return the teams that a CODEOWNERS owner (handle, team or e-mail) maps to."""
         found: set[str] = set()
         for team in self.teams.values():
             if owner.casefold() == (team.github_team or "").casefold():

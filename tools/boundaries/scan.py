@@ -169,7 +169,7 @@ class _ImportVisitor(ast.NodeVisitor):
             if module == "importlib" and alias.name in _IMPORTLIB_FUNCTIONS:
                 self.import_functions.add(bound)
             elif alias.name != "*":
-                # The name may be a submodule; the judge decides what it refers to.
+                # The name may be a submodule or an attribute; imports.py decides which.
                 full = f"{module}.{alias.name}" if module else alias.name
                 self.module_names[bound] = full
 
