@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from boundary_repos import BOB, INFERENCE_FILE
@@ -136,3 +137,15 @@ def test_installed_command_runs():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["exit_code"] == 0
+
+
+def test_import_check_of_this_repository_is_fast(capsys):
+    from boundaries.cli import main
+
+    # CPU time of this process, so a busy machine does not fail the test.
+    start = time.process_time()
+    status = main(["--repo", str(ROOT), "imports", "--format", "text"])
+    elapsed = time.process_time() - start
+
+    assert status == 0, capsys.readouterr().out
+    assert elapsed < 1.0
