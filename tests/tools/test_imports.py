@@ -72,6 +72,19 @@ def test_provider_import_of_lookalike_name_is_clean(monorepo, run_check):
     assert status == 0, out
 
 
+def test_provider_attribute_use_adds_no_finding(monorepo, run_check):
+    monorepo.write(
+        f"{PROVIDER_DIR}/bridge.py",
+        "import mlx_distributed_training as training\n\ntraining.trainer.run()\n",
+    )
+
+    status, out, _ = run_check(monorepo, "imports")
+
+    assert status == 1
+    assert out.count(" BND200 ") == 1, out
+    assert f"{PROVIDER_DIR}/bridge.py:1: BND200 " in out
+
+
 def test_relative_import_past_top_is_marked(monorepo, run_check):
     monorepo.write(
         f"{PROVIDER_DIR}/bridge.py", PROVIDER_FORMS["relative_past_top_name"]

@@ -150,6 +150,9 @@ def _describe(found: ImportedName) -> str:
 def _judge_provider(
     file: SourceFile, found: ImportedName, consumer: str
 ) -> list[Violation]:
+    if found.form == ATTRIBUTE:
+        # The import that bound the module is reported already.
+        return []
     climbed = " (relative import past the top-level package)"
     return [
         Violation(
