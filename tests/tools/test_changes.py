@@ -249,6 +249,22 @@ def test_codeowners_edit_in_same_change_grants_nothing(monorepo, run_check):
     assert f"{INFERENCE_FILE}:1: BND100" in out
 
 
+def test_team_edit_in_same_change_grants_nothing(monorepo, run_check):
+    joined = CONFIG.replace(
+        'emails = ["alice@inference.example"]',
+        'emails = ["alice@inference.example", "bob@training.example"]',
+    )
+    assert joined != CONFIG
+    monorepo.write("pyproject.toml", joined)
+    monorepo.write(INFERENCE_FILE, "X = 1\n")
+    monorepo.commit("Join inference and edit the loader", BOB)
+
+    status, out, _ = changes(run_check, monorepo)
+
+    assert status == 1
+    assert f"{INFERENCE_FILE}:1: BND100" in out
+
+
 def test_exception_sanctions_violation(monorepo, run_check):
     exception = (
         '\n[[tool.check-boundaries.exceptions]]\npath = "/packages/'
