@@ -12,6 +12,8 @@ MATCH_CASES = [
     ("*.js", "app.js", True),
     ("*.js", "src/deep/app.js", True),
     ("*.js", "app.jsx", False),
+    # As in gitignore, a folder named like the pattern gives away its contents.
+    ("*.js", "vendor.js/index.py", True),
     ("Makefile", "tools/Makefile", True),
     # A leading slash anchors to the repository root.
     ("/build/logs/", "build/logs/a.log", True),

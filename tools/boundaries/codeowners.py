@@ -237,14 +237,12 @@ def _pattern_regex(tokens: list[tuple[str, bool]]) -> re.Pattern[str]:
 
     last = segments[-1]
     if directory_only:
+        # Everything inside the folder, at any depth.
         regex += "/.+"
-    elif _is_double_star(last):
-        pass
-    elif _is_single_star(last):
+    elif not (_is_double_star(last) or _is_single_star(last)):
+        # The path itself, or everything inside it when it is a folder.
         # NOTE: GitHub documents only `dir/*` as not matching nested files. Other
-        # wildcard patterns (`*.js`) still match everything under a directory of
-        # that name, as in gitignore; GitHub's behaviour there is undocumented.
-        pass
-    else:
+        # wildcard patterns (`*.js`) keep gitignore's behaviour and match inside a
+        # folder of that name; GitHub's behaviour there is undocumented.
         regex += "(?:/.+)?"
     return re.compile(regex + r"\Z")
