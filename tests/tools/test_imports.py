@@ -148,6 +148,10 @@ CONSUMER_PRIVATE = {
         "__import__('mlx_distributed.model_loading')\n",
         "mlx_distributed.model_loading",
     ),
+    "attribute_on_import_line": (
+        "import mlx_distributed as md; md._cache.SIZE\n",
+        "mlx_distributed._cache",
+    ),
     "inside_function": (
         "def run():\n    from mlx_distributed._cache import SIZE\n",
         "mlx_distributed._cache.SIZE",

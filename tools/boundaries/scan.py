@@ -74,19 +74,20 @@ def scan_tree(
     """
     package = module if is_package else module.rpartition(".")[0]
     visitor = _ImportVisitor(package)
-    import_lines: set[int] = set()
+    import_spans: list[tuple[int, int, int, int]] = []
     for node in _statements(tree.body):
         if isinstance(node, ast.Import | ast.ImportFrom):
             visitor.visit(node)
-            end = node.end_lineno or node.lineno
-            import_lines.update(range(node.lineno, end + 1))
+            end_line = node.end_lineno or node.lineno
+            end_column = node.end_col_offset or 0
+            import_spans.append((node.lineno, node.col_offset, end_line, end_column))
     watched_names = [
         name
         for name, target in visitor.module_names.items()
         if target == watched or target.startswith(watched + ".")
     ]
     needs_calls = b"import_module" in source or b"__import__" in source
-    if needs_calls or _used_outside(watched_names, source, import_lines):
+    if needs_calls or _used_outside(watched_names, source, import_spans):
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 visitor.record_call(node)
@@ -108,8 +109,13 @@ def _statements(body: list[ast.stmt]) -> Iterator[ast.AST]:
                     stack.extend(reversed(children))
 
 
-def _used_outside(names: list[str], source: bytes, import_lines: set[int]) -> bool:
-    """Tell whether any of `names` is followed by a dot outside import lines."""
+def _used_outside(
+    names: list[str], source: bytes, import_spans: list[tuple[int, int, int, int]]
+) -> bool:
+    """Tell whether any of `names` is followed by a dot outside import statements.
+
+    `import_spans` holds (line, column, end line, end column) of each import.
+    """
     if not names:
         return False
     if not source.isascii():
@@ -120,7 +126,12 @@ def _used_outside(names: list[str], source: bytes, import_lines: set[int]) -> bo
     pattern = re.compile(rb"\b(?:" + alternatives + rb")\s*(?:#[^\n]*\s*)*\.")
     for match in pattern.finditer(source):
         line = source.count(b"\n", 0, match.start()) + 1
-        if line not in import_lines:
+        column = match.start() - (source.rfind(b"\n", 0, match.start()) + 1)
+        position = (line, column)
+        if not any(
+            (start, start_column) <= position < (end, end_column)
+            for start, start_column, end, end_column in import_spans
+        ):
             return True
     return False
 
