@@ -18,7 +18,6 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
-
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
@@ -87,4 +86,3 @@ take_steps(restored_model, restored, args.steps, 2)
 take_steps(model, optimizer, args.steps, 2)
 save("resumed", restored_model.parameters())
 save("continued", model.parameters())
-print(f"rank {rank} restored step {restored.step.item()}", flush=True)

@@ -8,7 +8,6 @@ import argparse
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,

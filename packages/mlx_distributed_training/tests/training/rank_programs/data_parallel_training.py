@@ -14,12 +14,11 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
-from mlx_lm.models import llama
-
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
 )
+from mlx_lm.models import llama
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", required=True)

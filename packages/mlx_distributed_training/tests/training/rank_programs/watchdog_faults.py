@@ -5,7 +5,7 @@ entering that step's collective: ``kill`` (SIGKILL itself), ``hang`` (sleep
 for an hour), ``raise`` (raise ValueError), ``slow`` (work locally for
 ``--slow-s`` seconds, less than the timeout) or ``none``. Rank 1 also finishes
 ``--late-finish-s`` seconds after rank 0. Each rank prints ``finished`` when
-its loop ends normally.
+its loop ends normally (on stderr, through logging).
 """
 
 import argparse
@@ -15,7 +15,6 @@ import signal
 import time
 
 import mlx.core as mx
-
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.distributed.watchdog import Watchdog
 
@@ -50,4 +49,4 @@ with Watchdog(group, timeout_s=args.timeout_s) as watchdog:
             mx.eval(total)
     if rank == 1:
         time.sleep(args.late_finish_s)
-print("finished", flush=True)
+logging.info("finished")
