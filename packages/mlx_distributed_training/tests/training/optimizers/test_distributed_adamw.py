@@ -148,7 +148,7 @@ def test_load_checkpoint_state_rejects_wrong_shape():
 
 
 def test_load_checkpoint_state_requires_step():
-    with pytest.raises(OptimizerStateError, match="has no 'step' entry"):
+    with pytest.raises(OptimizerStateError, match="missing the 'step' entry"):
         DistributedAdamW(1e-2).load_checkpoint_state({})
 
 

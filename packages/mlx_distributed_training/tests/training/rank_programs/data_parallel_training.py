@@ -1,9 +1,9 @@
 """Rank program: train a tiny Llama on fixed data with data parallelism.
 
-Every step uses the same global batch of ``--global-batch-size`` sequences;
-rank R trains on rows ``[R * m, (R + 1) * m)`` with ``m`` the micro-batch size
-(global batch size / world size). Rank 0 saves the global loss of every step
-(``losses.json``) and each rank its final weights (``weights-rank<R>``).
+Every step uses the same global batch of ``--global-batch-size`` sequences.
+Rank R trains on rows ``[R * m, (R + 1) * m)``, where ``m`` is the micro-batch
+size (global batch size / world size). Rank 0 saves the global loss of every
+step (``losses.json``) and each rank its final weights (``weights-rank<R>``).
 """
 
 import argparse

@@ -1,10 +1,10 @@
 """Rules that decide, from every rank's heartbeat, which rank broke a run.
 
-Each rank counts the collectives it has entered. A rank that waits inside a
-collective longer than the timeout is stuck because of the ranks whose count
-is lower (they never arrived); when no rank is behind, the collective itself
-is stuck. A rank that failed, closed its connection or went silent is named
-before any of that.
+Each rank counts the collectives it has entered. When a rank waits inside a
+collective longer than the timeout, the ranks with a lower count are at
+fault, because they never arrived. When no rank is behind, the collective
+itself is stuck. A rank that failed, closed its connection or went silent is
+named before any of that.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class RankStatus(StrEnum):
 
 @dataclass(frozen=True)
 class RankView:
-    """What the watchdog knows about one rank at the moment of a check."""
+    """The watchdog's latest information about one rank."""
 
     rank: int
     collectives_entered: int

@@ -38,7 +38,7 @@ class LaunchError(ValueError):
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Where to start ranks: ``num_processes`` local ranks or a hostfile."""
+    """Placement of the ranks: ``num_processes`` local ranks or a hostfile."""
 
     num_processes: int | None = None
     hostfile: Path | None = None
@@ -104,7 +104,7 @@ def split_launch_arguments(
 def rank_environment() -> dict[str, str]:
     """Return the environment variables that every rank starts with."""
     # TODO: merge in the BLAS settings from mlx_distributed's BLAS helper
-    # (an OpenBLAS LD_PRELOAD and thread counts) once it exists; until then
+    # (an OpenBLAS LD_PRELOAD and thread counts) once it exists. Until then
     # every rank uses the reference BLAS that the mlx CPU wheel links.
     return {}
 
@@ -158,8 +158,8 @@ def run_launch(command: Sequence[str]) -> LaunchOutcome:
     """Run an mlx.launch command, pass its output through and return the
     status of the launch with the ranks that failed."""
     failures: list[RankFailure] = []
-    # mlx.launch polls its stdin and forwards it to the ranks; an open pipe
-    # that never delivers data keeps that poll idle (at end of file it spins).
+    # mlx.launch polls its stdin and forwards it to the ranks. An open pipe
+    # without data keeps that poll idle, while end of file makes it spin.
     process = subprocess.Popen(
         list(command),
         stdin=subprocess.PIPE,

@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 
 WATCHDOG_EXIT_CODE = 3
 HOST_ENV = "MLX_TRAIN_WATCHDOG_HOST"
-# Longest wait, after a collective raises, for the heartbeats to name a peer
-# that died before this rank reports the error as its own.
+# Maximum wait, after a collective raises, for the heartbeats to name a dead
+# peer before this rank reports the error as its own.
 PEER_ERROR_GRACE_S = 5.0
 
 
@@ -59,7 +59,7 @@ def hub_host_from_environment(environ: Mapping[str, str] = os.environ) -> str:
 
     Checked in order: ``MLX_TRAIN_WATCHDOG_HOST``, the first address of rank 0
     in the ring hostfile (``MLX_HOSTFILE``), ``NCCL_HOST_IP`` and the JACCL
-    coordinator; otherwise loopback, which only works on a single machine.
+    coordinator. The fallback is loopback, which works on one machine only.
     """
     if environ.get(HOST_ENV):
         return environ[HOST_ENV]
@@ -196,9 +196,9 @@ class Watchdog:
         try:
             yield
         except Exception:
-            # A peer that died can surface here as a backend error (ring:
-            # "connection to a peer was lost") before the heartbeats name it;
-            # on a verdict the heartbeat thread ends the process meanwhile.
+            # A dead peer can surface here as a backend error (ring: "connection
+            # to a peer was lost") before the heartbeats name it. If a verdict
+            # arrives during this wait, the heartbeat thread ends the process.
             if self.enabled:
                 self._fault_found.wait(min(self.timeout_s, PEER_ERROR_GRACE_S))
             raise
@@ -302,7 +302,8 @@ class Watchdog:
                     else:
                         self._receive(key.data, selector)
                 judge(time.monotonic())
-            # The final state tells the others this rank is done or failed.
+            # The final state informs the others that this rank is done or
+            # failed.
             judge(time.monotonic())
             self._send_all(self._state_message(time.monotonic()))
         except Exception:

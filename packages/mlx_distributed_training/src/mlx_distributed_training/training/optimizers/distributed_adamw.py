@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map_with_path
+from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
 from .buckets import DEFAULT_BUCKET_SIZE_BYTES, Bucket, plan_buckets
 
@@ -121,24 +121,23 @@ class DistributedAdamW(optim.AdamW):
         ``gradients`` must already be averaged (see :meth:`average_gradients`).
         ``parameters`` is the model or its parameter tree. A model is updated
         in place as well, so every rank ends the step with the full weights.
-        With sharding this is a collective (one ``all_gather`` per bucket).
+        With sharding this is a collective, one ``all_gather`` per bucket,
+        and the host waits for each bucket before building the next (see
+        ``_apply_sharded``), so with a watchdog it belongs inside the
+        collective block.
         """
-        if isinstance(parameters, nn.Module):
-            model: nn.Module | None = parameters
-            parameter_tree = parameters.parameters()
-        else:
-            model, parameter_tree = None, parameters
-
         if self.shard_state:
-            updated = self._apply_sharded(gradients, parameter_tree)
-        else:
-            updated = super().apply_gradients(gradients, parameter_tree)
+            model = parameters if isinstance(parameters, nn.Module) else None
+            return self._apply_sharded(gradients, parameters, model)
+        if isinstance(parameters, nn.Module):
+            updated = super().apply_gradients(gradients, parameters.parameters())
+            parameters.update(updated)
+            return updated
+        return super().apply_gradients(gradients, parameters)
 
-        if model is not None:
-            model.update(updated)
-        return updated
-
-    def _apply_sharded(self, gradients: dict, parameters: dict) -> dict:
+    def _apply_sharded(
+        self, gradients: dict, parameters: dict, model: nn.Module | None
+    ) -> dict:
         if not self._initialized:
             self.init(gradients)
 
@@ -148,15 +147,44 @@ class DistributedAdamW(optim.AdamW):
         self.state[STEP_KEY] = self.step + 1
 
         flat_gradients = dict(tree_flatten(gradients))
+        if model is not None:
+            parameters = model.parameters()
         flat_parameters = dict(tree_flatten(parameters))
+        del parameters
         updated: dict[str, mx.array] = {}
         for bucket, slot in zip(self._buckets, self.state["shards"], strict=True):
-            start, stop = bucket.shard_bounds(self.rank, self.world_size)
-            gradient = bucket.pack_range(flat_gradients, start, stop)
-            parameter = bucket.pack_range(flat_parameters, start, stop)
-            new_slice = self.apply_single(gradient, parameter, slot)
-            updated.update(bucket.unpack(self._gather(new_slice)))
+            weights = self._update_bucket(bucket, slot, flat_gradients, flat_parameters)
+            # The host waits for each bucket, so only one bucket's packed
+            # copies exist at a time and replaced weights are freed early.
+            # One lazy graph over all buckets would keep all of them alive.
+            mx.eval(weights, slot)
+            if model is not None:
+                model.update(tree_unflatten(list(weights.items())))
+            for key in weights:
+                del flat_parameters[key]
+            updated.update(weights)
         return tree_map_with_path(lambda path, _: updated[path], gradients)
+
+    def _update_bucket(
+        self,
+        bucket: Bucket,
+        slot: dict[str, mx.array],
+        flat_gradients: dict[str, mx.array],
+        flat_parameters: dict[str, mx.array],
+    ) -> dict[str, mx.array]:
+        """Build (lazily) this rank's AdamW update of its slice of ``bucket``
+        and the gather of every rank's slice into full weights.
+
+        Kept apart so that no Python name references the packed slices when
+        the graph is evaluated, which lets MLX reuse their buffers in place.
+        """
+        start, stop = bucket.shard_bounds(self.rank, self.world_size)
+        new_slice = self.apply_single(
+            bucket.pack_range(flat_gradients, start, stop),
+            bucket.pack_range(flat_parameters, start, stop),
+            slot,
+        )
+        return bucket.unpack(self._gather(new_slice))
 
     # -- checkpoints ----------------------------------------------------------
 
@@ -194,7 +222,7 @@ class DistributedAdamW(optim.AdamW):
         initialized the arrays are kept and applied by :meth:`init`.
         """
         if STEP_KEY not in flat:
-            raise OptimizerStateError("optimizer state has no 'step' entry")
+            raise OptimizerStateError("optimizer state is missing the 'step' entry")
         if self._initialized:
             self._apply_checkpoint_state(dict(flat))
         else:
@@ -264,21 +292,21 @@ def _check_state_names(
     expected: Mapping[str, tuple[int, ...]],
     moments: Sequence[str],
 ) -> None:
-    """Raise OptimizerStateError unless ``flat`` holds every moment of every
-    expected parameter with its shape, and nothing else."""
-    wanted = {
+    """Raise OptimizerStateError unless ``flat`` contains every moment of
+    every expected parameter with its shape, and nothing else."""
+    expected_names = {
         f"{key}.{moment}": shape
         for key, shape in expected.items()
         for moment in moments
     }
-    missing = sorted(set(wanted) - set(flat))
-    unexpected = sorted(set(flat) - set(wanted) - {STEP_KEY, LEARNING_RATE_KEY})
+    missing = sorted(set(expected_names) - set(flat))
+    unexpected = sorted(set(flat) - set(expected_names) - {STEP_KEY, LEARNING_RATE_KEY})
     problems = []
     if missing:
         problems.append(f"missing {_first(missing)}")
     if unexpected:
         problems.append(f"unexpected {_first(unexpected)}")
-    for name, shape in wanted.items():
+    for name, shape in expected_names.items():
         if name in flat and tuple(flat[name].shape) != tuple(shape):
             problems.append(
                 f"'{name}' has shape {tuple(flat[name].shape)}, expected {tuple(shape)}"
@@ -291,7 +319,7 @@ def _check_state_names(
 
 
 def _first(names: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(f"'{name}'" for name in names[:limit])
+    listed = ", ".join(f"'{name}'" for name in names[:limit])
     if len(names) > limit:
-        shown += f" and {len(names) - limit} more"
-    return shown
+        listed += f" and {len(names) - limit} more"
+    return listed
