@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 
 import mlx.core as mx
-from mlx_distributed import ClusterConfig, DistributedInferenceClient, load_model
+from mlx_distributed import (
+    ClusterConfig,
+    DistributedInferenceClient,
+    ensure_fast_blas,
+    load_model,
+)
 from mlx_lm import stream_generate
 from mlx_lm.utils import dequantize_model
 
@@ -80,6 +85,9 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
+    # Restarts this process with OpenBLAS preloaded on Linux; local nodes get
+    # the same environment, so both sides use the same BLAS.
+    blas = ensure_fast_blas()
     prompts = PROMPTS[: args.prompts]
 
     model, tokenizer = load_model(args.model)
@@ -130,6 +138,7 @@ def main() -> None:
         "model": args.model or "default (SmolLM2-135M-Instruct)",
         "nodes": args.nodes,
         "dequantized": args.dequantize,
+        "blas": f"{blas.name} ({blas.detail})",
         "prompts": len(prompts),
         "max_tokens": args.max_tokens,
         "mlx_lm": local,
@@ -143,8 +152,9 @@ def main() -> None:
     }
     print(
         f"model {results['model']}, {args.nodes} local shards, {len(prompts)} prompts, "
-        f"{args.max_tokens} max tokens, greedy"
+        f"{args.max_tokens} max tokens, greedy, dequantized {args.dequantize}"
     )
+    print(f"BLAS: {results['blas']}")
     print(f"{'':24}{'mlx_lm':>12}{'cluster':>12}{'ratio':>8}")
     print(
         f"{'decode tok/s (median)':24}{local['decode_tok_s']:12.2f}"

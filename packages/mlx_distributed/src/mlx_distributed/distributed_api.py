@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from mlx_distributed.api_schemas import ChatCompletionRequest, CompletionRequest
+from mlx_distributed.blas import BLAS_CHOICES, ensure_fast_blas
 from mlx_distributed.distributed_config import ClusterConfig, load_cluster_config
 from mlx_distributed.grpc_client import DistributedInferenceClient, GenerationChunk
 from mlx_distributed.node_connection import NodeRequestError, NodeUnavailableError
@@ -281,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("MLX_DIST_PORT", DEFAULT_PORT)),
         help="port to bind (env MLX_DIST_PORT, default %(default)s)",
     )
+    parser.add_argument(
+        "--blas",
+        choices=BLAS_CHOICES,
+        help="BLAS for MLX on Linux CPUs (default: $MLX_DISTRIBUTED_BLAS or openblas)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
 
@@ -293,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # May restart this process with OpenBLAS preloaded, so it runs first.
+    blas = ensure_fast_blas(args.blas)
+    logger.info("BLAS: %s (%s)", blas.name, blas.detail)
     config = load_cluster_config(args.config) if args.config else None
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())

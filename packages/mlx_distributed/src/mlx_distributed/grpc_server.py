@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from mlx_distributed._proto import pipeline_pb2, pipeline_pb2_grpc
+from mlx_distributed.blas import BLAS_CHOICES, ensure_fast_blas
 from mlx_distributed.sampling import SamplingSettings
 from mlx_distributed.sessions import (
     SessionLimitError,
@@ -215,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which an unused session's cache is freed",
     )
     parser.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
+    parser.add_argument(
+        "--blas",
+        choices=BLAS_CHOICES,
+        help="BLAS for MLX on Linux CPUs (default: $MLX_DISTRIBUTED_BLAS or openblas)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
 
@@ -225,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # May restart this process with OpenBLAS preloaded, so it runs first.
+    blas = ensure_fast_blas(args.blas)
+    logger.info("BLAS: %s (%s)", blas.name, blas.detail)
     node = ShardNode(args.max_sessions, args.session_idle_timeout)
     server, port = serve(node, args.host, args.port, args.workers)
     logger.info("node listening on %s:%s", args.host, port)
