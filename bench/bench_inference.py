@@ -42,8 +42,12 @@ PROMPTS = [
 def measure_mlx_lm(model, tokenizer, prompt_ids, max_tokens):
     start = time.perf_counter()
     stamps = []
-    for _ in stream_generate(model, tokenizer, prompt_ids, max_tokens=max_tokens):
-        stamps.append(time.perf_counter())
+    responses = stream_generate(model, tokenizer, prompt_ids, max_tokens=max_tokens)
+    for response in responses:
+        # The closing response of a generation ended by end-of-sequence
+        # carries that token, which is not part of the output.
+        if response.token not in tokenizer.eos_token_ids:
+            stamps.append(time.perf_counter())
     return _timings(start, stamps)
 
 

@@ -81,3 +81,12 @@ def test_local_nodes_are_started_and_stopped(tiny_model):
     finally:
         orchestrator.close()
     assert all(process.poll() is not None for process in processes)
+
+
+def test_failed_start_stops_local_nodes(tiny_model):
+    # Five nodes for four layers: planning fails after the nodes started.
+    config = ClusterConfig(model=str(tiny_model), local_nodes=5)
+    orchestrator = DistributedInferenceOrchestrator(config)
+    with pytest.raises(PlanError, match="model has 4 layers, fewer than the 5"):
+        orchestrator.start()
+    assert orchestrator.local_nodes == []

@@ -72,7 +72,11 @@ class DistributedInferenceClient:
             orchestrator.start()
         self.orchestrator = orchestrator
         self.config = orchestrator.config
-        self.tokenizer = load_tokenizer(self.config.model)
+        try:
+            self.tokenizer = load_tokenizer(self.config.model)
+        except BaseException:
+            self.close()
+            raise
         self.stop_token_ids = end_of_sequence_ids(self.tokenizer)
 
     # Prompts

@@ -60,7 +60,17 @@ class DistributedInferenceOrchestrator:
         self._monitor: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start local nodes if configured, load every shard, start monitoring."""
+        """Start local nodes if configured, load every shard, start monitoring.
+
+        On failure, stops the local nodes it started before raising.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         self.num_layers = read_num_layers(self.config.model)
         addresses = [node.address for node in self.config.nodes]
         if self.config.local_nodes:
