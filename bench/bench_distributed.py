@@ -38,6 +38,15 @@ ONE_THREAD = {
 }
 
 
+def rank_variables() -> dict[str, str]:
+    """Return the BLAS settings of mlx-train's ranks, with one thread each."""
+    from mlx_distributed_training.training.distributed.launch import (
+        rank_environment,
+    )
+
+    return {**rank_environment(threads_per_rank=1), **ONE_THREAD}
+
+
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -152,14 +161,14 @@ def run_ranks(world_size: int, worker_options: list[str]) -> list[dict]:
             *worker_options,
         ]
         if world_size == 1:
-            env = {**os.environ, **ONE_THREAD}
+            env = {**os.environ, **rank_variables()}
             subprocess.run(command, check=True, env=env)
         else:
             launch = build_launch_command(
                 command,
                 LaunchRequest(num_processes=world_size),
                 "ring",
-                ONE_THREAD,
+                rank_variables(),
                 starting_port=find_free_port_range(world_size),
             )
             outcome = run_launch(launch)
@@ -199,6 +208,7 @@ def main() -> None:
 
     one = run_ranks(1, throughput)[0]["tokens_per_second"]
     two = run_ranks(2, throughput)[0]["tokens_per_second"]
+    print(f"BLAS of every rank: {rank_variables()['MLX_DISTRIBUTED_BLAS']}")
     print(
         f"throughput (hidden {args.hidden_size}, {args.layers} layers, "
         f"seq {args.sequence_length}, micro-batch {args.micro_batch_size}, "
