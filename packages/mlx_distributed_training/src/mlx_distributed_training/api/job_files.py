@@ -1,0 +1,57 @@
+"""Files in a job's folder: the config the trainer reads and its logs."""
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE_NAME = "config.yaml"
+METRICS_FILE_NAME = "metrics.jsonl"
+STDERR_FILE_NAME = "stderr.log"
+STDOUT_FILE_NAME = "stdout.log"
+
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_BYTES = 8 * 1024
+
+
+def new_job_id() -> str:
+    """Return a new random job id such as `job-3f9c1a2b7d4e5f60`."""
+    return f"job-{secrets.token_hex(8)}"
+
+
+def write_config(job_dir: Path, config: dict[str, Any]) -> Path:
+    """Write the job's config.yaml atomically and return its path."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    target = job_dir / CONFIG_FILE_NAME
+    fd, temp_name = tempfile.mkstemp(dir=job_dir, prefix=".config-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(config, handle, sort_keys=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_stderr_tail(job_dir: Path) -> str | None:
+    """Return the last lines of the job's stderr.log, or None if it is empty."""
+    path = job_dir / STDERR_FILE_NAME
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - STDERR_TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > STDERR_TAIL_BYTES:
+        # The first line read may start mid-line.
+        lines = lines[1:]
+    tail = "\n".join(lines[-STDERR_TAIL_LINES:]).strip()
+    return tail or None
