@@ -53,10 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         create_app(settings),
         log_level=settings.log_level,
+        # None: uvicorn's loggers go through the root handler set up above.
+        log_config=None,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after its graceful shutdown has finished.
+        logger.info("mlx-train-serve stopped")
     # uvicorn sets `started` only once the app's startup succeeded.
     return 0 if server.started else 1
 
