@@ -138,6 +138,31 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def finished_jobs_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """A server whose database holds three succeeded jobs and nothing to run.
+
+    The jobs are written through the store before the server starts, so tests
+    of paging and errors start no training process.
+    """
+    from mlx_distributed_training.api.states import JobState
+    from mlx_distributed_training.api.store import JobStore
+
+    root = tmp_path_factory.mktemp("finished-jobs")
+    store = JobStore(root / "jobs.sqlite3")
+    for index in range(3):
+        job_dir = root / "jobs" / f"job-done{index}"
+        store.create_job(f"job-done{index}", {"max_steps": 1}, job_dir, job_dir)
+        store.claim_next_queued()
+        store.finish_job(f"job-done{index}", JobState.SUCCEEDED, exit_code=0)
+    store.close()
+    server = ServerProcess(root / "jobs.sqlite3", root / "jobs", root / "server.log")
+    yield server
+    server.stop()
+
+
 def pid_is_running(pid: int) -> bool:
     """Return whether `pid` runs and is not a zombie."""
     try:
@@ -154,3 +179,87 @@ def pid_is_running(pid: int) -> bool:
 @pytest.fixture
 def process_is_running() -> Callable[[int], bool]:
     return pid_is_running
+
+
+TRAIN_LINES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the bird sang a song",
+    "a fish swam in the sea",
+    "the sun rose over the hill",
+    "a child read a book",
+    "the wind blew through the trees",
+    "a man walked to the shop",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer llama with a 128-token BPE tokenizer."""
+    import json
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=128, special_tokens=["<unk>", "<s>", "</s>", "<pad>"]
+    )
+    tokenizer.train_from_iterator(TRAIN_LINES, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>"
+        "{% endfor %}{% if add_generation_prompt %}<s>assistant: {% endif %}"
+    )
+    fast.save_pretrained(folder)
+
+    config = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "intermediate_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": 128,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "bos_token_id": fast.bos_token_id,
+        "eos_token_id": fast.eos_token_id,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    mx.random.seed(0)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    mx.save_safetensors(
+        str(folder / "model.safetensors"), dict(tree_flatten(model.parameters()))
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/valid/test JSONL splits of short `text` records."""
+    import json
+
+    folder = tmp_path_factory.mktemp("tiny-data")
+    for split, lines in (
+        ("train", TRAIN_LINES),
+        ("valid", TRAIN_LINES[:4]),
+        ("test", TRAIN_LINES[4:]),
+    ):
+        with (folder / f"{split}.jsonl").open("w") as handle:
+            for line in lines:
+                handle.write(json.dumps({"text": line}) + "\n")
+    return folder
