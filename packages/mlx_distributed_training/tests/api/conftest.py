@@ -263,3 +263,40 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for line in lines:
                 handle.write(json.dumps({"text": line}) + "\n")
     return folder
+
+
+@pytest.fixture
+def train_config(tiny_model_dir: Path, tiny_data_dir: Path) -> Callable[..., dict]:
+    """Return a function that builds a job config for the tiny model and data.
+
+    The default trains 3 steps and saves checkpoints at steps 2 and 3.
+    """
+
+    def build(**overrides) -> dict:
+        config = {
+            "model": str(tiny_model_dir),
+            "data": str(tiny_data_dir),
+            "lora_layers": 2,
+            "micro_batch_size": 2,
+            "max_seq_length": 32,
+            "max_steps": 3,
+            "report_interval_steps": 1,
+            "eval_interval_steps": 2,
+            "save_interval_steps": 2,
+            "exact_match_samples": 0,
+        }
+        config.update(overrides)
+        return config
+
+    return build
+
+
+@pytest.fixture
+def long_train_config(train_config: Callable[..., dict]) -> dict:
+    """A config that trains far longer than any test waits, so it must be stopped."""
+    return train_config(
+        max_steps=10_000_000,
+        report_interval_steps=20,
+        eval_interval_steps=0,
+        save_interval_steps=0,
+    )

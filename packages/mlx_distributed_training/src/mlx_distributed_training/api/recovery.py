@@ -16,23 +16,24 @@ def recover_interrupted_jobs(store: JobStore, grace_seconds: float) -> list[str]
     """End every job still marked running, and return their ids.
 
     Call this before the runner starts: a job is only marked running while a
-    server supervises it, so any found now belong to a server that died. Its
-    metrics lines are read one last time, its process is stopped if it still
-    runs (the new server cannot learn its exit code, and a second copy would
-    race it for the same output folder), and the job is marked failed with the
-    reason, or cancelled if a cancel had been requested.
+    server supervises it, so any found now belong to a server that died. The
+    job's process is stopped if it still runs, because the new server cannot
+    learn its exit code and a rerun would race it for the same output folder.
+    Then its metrics lines are read one last time, and the job is marked
+    failed with the reason, or cancelled if a cancel had been requested.
     """
     recovered = []
     for job in store.jobs_in_state(JobState.RUNNING):
+        was_running = job.pid is not None and stop_orphan_process_group(
+            job.pid, job.process_start_time, grace_seconds
+        )
+        # Read the metrics after the stop, so lines written meanwhile count.
         records, offset = read_new_records(
             job.output_dir / METRICS_FILE_NAME, job.metrics_offset
         )
         if offset != job.metrics_offset:
             store.append_metrics(job.id, records, offset)
 
-        was_running = job.pid is not None and stop_orphan_process_group(
-            job.pid, job.process_start_time, grace_seconds
-        )
         if job.cancel_requested_at is not None:
             store.finish_job(job.id, JobState.CANCELLED)
         else:

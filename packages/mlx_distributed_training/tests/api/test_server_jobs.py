@@ -1,0 +1,184 @@
+"""End-to-end tests: real `mlx-train` jobs run through a real server process."""
+
+import json
+from pathlib import Path
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def _is_terminal(job: dict) -> bool:
+    return job["state"] in TERMINAL
+
+
+def _has_train_metrics(server, job_id: str) -> bool:
+    return any(
+        event["type"] == "metrics" and event["data"]["event"] == "train"
+        for event in server.all_events(job_id)
+    )
+
+
+def _wait_for_training(server, job_id: str) -> dict:
+    """Wait until the job has reported at least one train step."""
+    return server.wait_for_job(
+        job_id,
+        lambda job: _is_terminal(job) or _has_train_metrics(server, job_id),
+    )
+
+
+def test_job_trains_to_success(start_server, train_config):
+    server = start_server()
+
+    created = server.client.post("/v1/jobs", json={"config": train_config()})
+    job = server.wait_for_job(created.json()["id"], _is_terminal)
+
+    assert created.status_code == 201
+    assert created.json()["state"] == "queued"
+    assert job["state"] == "succeeded", job
+    assert job["exit_code"] == 0
+    assert job["error"] is None
+    job_dir = server.jobs_dir / job["id"]
+    assert job["output_dir"] == str(job_dir)
+    assert (job_dir / "config.yaml").is_file()
+    assert (job_dir / "adapter" / "adapters.safetensors").is_file()
+
+    events = server.all_events(job["id"])
+    states = [e["data"]["state"] for e in events if e["type"] == "state"]
+    metrics = [e["data"] for e in events if e["type"] == "metrics"]
+    train_steps = [m["step"] for m in metrics if m["event"] == "train"]
+    assert states == ["queued", "running", "succeeded"]
+    assert train_steps == [1, 2, 3]
+    assert metrics[-1]["event"] == "summary"
+    assert [e["cursor"] for e in events] == list(range(1, len(events) + 1))
+
+    checkpoints = server.client.get(f"/v1/jobs/{job['id']}/checkpoints").json()
+    train_loss = {m["step"]: m["loss"] for m in metrics if m["event"] == "train"}
+    valid_loss = {m["step"]: m["valid_loss"] for m in metrics if m["event"] == "eval"}
+    assert [c["step"] for c in checkpoints["checkpoints"]] == [2, 3]
+    for checkpoint in checkpoints["checkpoints"]:
+        assert checkpoint["train_loss"] == train_loss[checkpoint["step"]]
+        assert checkpoint["valid_loss"] == valid_loss[checkpoint["step"]]
+        assert Path(checkpoint["path"]).name == f"step-{checkpoint['step']:08d}"
+
+
+def test_failed_training_records_exit_code_and_stderr(
+    start_server, train_config, tiny_data_dir, tmp_path
+):
+    bad_data = tmp_path / "bad-data"
+    bad_data.mkdir()
+    for split in ("train", "valid"):
+        text = (tiny_data_dir / f"{split}.jsonl").read_text()
+        (bad_data / f"{split}.jsonl").write_text(text)
+    with (bad_data / "train.jsonl").open("a") as handle:
+        handle.write('{"text": "unterminated\n')
+    server = start_server()
+
+    created = server.client.post(
+        "/v1/jobs", json={"config": train_config(data=str(bad_data))}
+    )
+    job = server.wait_for_job(created.json()["id"], _is_terminal)
+
+    assert job["state"] == "failed"
+    assert job["exit_code"] == 1
+    assert job["error"] == "Training process exited with code 1"
+    assert "train.jsonl" in job["stderr_tail"]
+    last_event = server.all_events(job["id"])[-1]
+    assert last_event["data"] == {
+        "state": "failed",
+        "previous": "running",
+        "exit_code": 1,
+        "error": "Training process exited with code 1",
+    }
+
+
+def test_cancel_stops_running_job(start_server, long_train_config, process_is_running):
+    server = start_server("--cancel-grace-seconds", "5")
+    job_id = server.client.post("/v1/jobs", json={"config": long_train_config}).json()[
+        "id"
+    ]
+    running = _wait_for_training(server, job_id)
+    assert running["state"] == "running"
+
+    first = server.client.post(f"/v1/jobs/{job_id}/cancel")
+    second = server.client.post(f"/v1/jobs/{job_id}/cancel")
+    job = server.wait_for_job(job_id, _is_terminal, timeout=30)
+    third = server.client.post(f"/v1/jobs/{job_id}/cancel")
+
+    assert first.status_code == 202
+    assert first.json()["state"] == "running"
+    assert first.json()["cancel_requested_at"] is not None
+    assert second.status_code in (200, 202)
+    assert second.json()["cancel_requested_at"] == first.json()["cancel_requested_at"]
+    assert job["state"] == "cancelled"
+    assert job["exit_code"] is not None
+    assert third.status_code == 200
+    assert third.json() == job
+    assert not process_is_running(running["pid"])
+    types = [e["type"] for e in server.all_events(job_id)]
+    assert types.count("cancel_requested") == 1
+    assert types.count("signal") == 1
+    assert types[-1] == "state"
+
+
+def test_queued_job_waits_for_a_free_slot(
+    start_server, long_train_config, train_config, process_is_running
+):
+    server = start_server("--cancel-grace-seconds", "5")
+    first_id = server.client.post(
+        "/v1/jobs", json={"config": long_train_config}
+    ).json()["id"]
+    second_id = server.client.post("/v1/jobs", json={"config": train_config()}).json()[
+        "id"
+    ]
+    first = _wait_for_training(server, first_id)
+
+    second = server.client.get(f"/v1/jobs/{second_id}").json()
+    cancelled = server.client.post(f"/v1/jobs/{second_id}/cancel")
+
+    assert first["state"] == "running"
+    assert second["state"] == "queued"
+    assert second["pid"] is None
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["started_at"] is None
+
+    # A graceful shutdown stops the running job and records why.
+    assert server.stop() == 0
+    assert not process_is_running(first["pid"])
+    restarted = start_server()
+    ended = restarted.client.get(f"/v1/jobs/{first_id}").json()
+    assert ended["state"] == "failed"
+    assert ended["error"] == "The server shut down while the job was running"
+    assert ended["exit_code"] == -15
+
+
+def test_restart_fails_job_left_running_and_runs_queued_one(
+    start_server, long_train_config, train_config, process_is_running
+):
+    server = start_server()
+    orphaned_id = server.client.post(
+        "/v1/jobs", json={"config": long_train_config}
+    ).json()["id"]
+    queued_id = server.client.post("/v1/jobs", json={"config": train_config()}).json()[
+        "id"
+    ]
+    orphaned = _wait_for_training(server, orphaned_id)
+    server.kill()
+    assert process_is_running(orphaned["pid"])
+
+    restarted = start_server("--cancel-grace-seconds", "5")
+    failed = restarted.client.get(f"/v1/jobs/{orphaned_id}").json()
+    queued = restarted.wait_for_job(queued_id, _is_terminal)
+
+    assert failed["state"] == "failed"
+    assert failed["error"] == (
+        "The server stopped while the job was running; its training process "
+        f"(pid {orphaned['pid']}) was stopped when the server restarted"
+    )
+    assert failed["finished_at"] is not None
+    assert not process_is_running(orphaned["pid"])
+    assert queued["state"] == "succeeded"
+    metrics_lines = (Path(orphaned["output_dir"]) / "metrics.jsonl").read_text()
+    recorded = [
+        e["data"] for e in restarted.all_events(orphaned_id) if e["type"] == "metrics"
+    ]
+    assert recorded == [json.loads(line) for line in metrics_lines.splitlines()]
