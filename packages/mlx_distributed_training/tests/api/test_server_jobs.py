@@ -29,10 +29,19 @@ def test_job_trains_to_success(start_server, train_config):
     server = start_server()
 
     created = server.client.post("/v1/jobs", json={"config": train_config()})
+    # Long polling returns as soon as the runner starts the job.
+    next_events = server.client.get(
+        f"/v1/jobs/{created.json()['id']}/events",
+        params={"after": 1, "wait_seconds": 30},
+    ).json()
     job = server.wait_for_job(created.json()["id"], _is_terminal)
 
     assert created.status_code == 201
     assert created.json()["state"] == "queued"
+    assert next_events["events"][0]["data"] == {
+        "state": "running",
+        "previous": "queued",
+    }
     assert job["state"] == "succeeded", job
     assert job["exit_code"] == 0
     assert job["error"] is None

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -112,6 +113,16 @@ def test_events_page_by_cursor(client):
     assert [e["data"]["state"] for e in rest["events"]] == ["succeeded"]
     assert rest["has_more"] is False
     assert empty == {"events": [], "next_cursor": 3, "has_more": False}
+
+
+def test_events_wait_returns_at_once_for_finished_job(client):
+    started = time.monotonic()
+    response = client.get(
+        "/v1/jobs/job-done0/events", params={"after": 3, "wait_seconds": 30}
+    )
+
+    assert response.json() == {"events": [], "next_cursor": 3, "has_more": False}
+    assert time.monotonic() - started < 5
 
 
 def test_events_limit_out_of_range_is_422(client):

@@ -1,11 +1,14 @@
 """HTTP routes of the job API."""
 
+import asyncio
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from .checkpoints import list_checkpoints
 from .job_config import prepare_job_config
@@ -30,6 +33,9 @@ from .store import JobStore
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
+
+MAX_EVENT_WAIT_SECONDS = 60.0
+EVENT_POLL_SECONDS = 0.25
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No job has this id."}}
 
@@ -138,16 +144,37 @@ def cancel_job(job_id: str, request: Request, response: Response) -> JobPublic:
 
 
 @router.get("/v1/jobs/{job_id}/events", response_model=EventPage, responses=NOT_FOUND)
-def list_events(
+async def list_events(
     job_id: str,
     request: Request,
     after: Annotated[
         int, Query(ge=0, description="Return events after this cursor.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    wait_seconds: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_EVENT_WAIT_SECONDS,
+            description="If no event follows the cursor yet, wait up to this "
+            "many seconds for one (long polling). A finished job returns at once.",
+        ),
+    ] = 0,
 ) -> EventPage:
     """Return a job's events after a cursor, oldest first."""
-    events = _store(request).list_events(job_id, after=after, limit=limit + 1)
+    store = _store(request)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        # Store calls run in the thread pool; the wait between them holds no
+        # thread, so many clients can long-poll at once.
+        events = await run_in_threadpool(store.list_events, job_id, after, limit + 1)
+        if events or time.monotonic() >= deadline:
+            break
+        job = await run_in_threadpool(store.get_job, job_id)
+        if job.state.is_terminal:
+            # A finished job's last event is its final state change.
+            break
+        await asyncio.sleep(EVENT_POLL_SECONDS)
     page = events[:limit]
     return EventPage(
         events=[EventPublic.from_record(event) for event in page],

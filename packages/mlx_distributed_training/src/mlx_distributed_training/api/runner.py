@@ -184,7 +184,8 @@ class JobRunner:
             )
             return
 
-        self._store.record_process(job.id, process.pid, process_start_time(process.pid))
+        # Track the process before the next write, so a failed write cannot
+        # leave it unsupervised.
         self._active[job.id] = _ActiveJob(
             job_id=job.id,
             process=process,
@@ -193,6 +194,7 @@ class JobRunner:
             metrics_offset=job.metrics_offset,
         )
         logger.info("Job %s: started pid %s: %s", job.id, process.pid, command)
+        self._store.record_process(job.id, process.pid, process_start_time(process.pid))
 
     def _ingest_metrics(self, active: _ActiveJob) -> None:
         records, offset = read_new_records(active.metrics_path, active.metrics_offset)
