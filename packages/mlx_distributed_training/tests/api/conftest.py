@@ -78,7 +78,7 @@ class ServerProcess:
         until: Callable[[dict], bool],
         timeout: float = 120.0,
     ) -> dict:
-        """Poll GET /v1/jobs/{id} until `until(job)` holds; return that job."""
+        """Poll GET /v1/jobs/{id} until `until(job)` is true, and return that job."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.client.get(f"/v1/jobs/{job_id}").json()
@@ -142,7 +142,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def finished_jobs_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    """A server whose database holds three succeeded jobs and nothing to run.
+    """A server whose database contains three succeeded jobs and nothing to run.
 
     The jobs are written through the store before the server starts, so tests
     of paging and errors start no training process.

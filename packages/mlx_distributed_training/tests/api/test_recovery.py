@@ -52,7 +52,7 @@ def test_live_orphan_is_stopped_and_job_failed(store, tmp_path, orphan):
     assert orphan.wait(timeout=10) == -15
     assert job.state is JobState.FAILED
     assert job.error == (
-        "The server stopped while the job was running; its training process "
+        "The server stopped while the job was running. Its training process "
         f"(pid {orphan.pid}) was stopped when the server restarted"
     )
 

@@ -160,7 +160,7 @@ def test_queued_job_waits_for_a_free_slot(
     assert ended["exit_code"] == -15
 
 
-def test_restart_fails_job_left_running_and_runs_queued_one(
+def test_restart_ends_orphan_and_resumes_queue(
     start_server, long_train_config, train_config, process_is_running
 ):
     server = start_server()
@@ -180,7 +180,7 @@ def test_restart_fails_job_left_running_and_runs_queued_one(
 
     assert failed["state"] == "failed"
     assert failed["error"] == (
-        "The server stopped while the job was running; its training process "
+        "The server stopped while the job was running. Its training process "
         f"(pid {orphaned['pid']}) was stopped when the server restarted"
     )
     assert failed["finished_at"] is not None

@@ -51,7 +51,7 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    """Build the app; the store and runner start with it and stop with it."""
+    """Build the app, whose store and runner start and stop with it."""
     settings = replace(
         settings, db=settings.db.absolute(), jobs_dir=settings.jobs_dir.absolute()
     )

@@ -12,8 +12,8 @@ class DatabaseInUseError(RuntimeError):
 class InstanceLock:
     """Exclusive lock on `<db>.lock`, held for the life of the server.
 
-    The operating system drops the lock when the holder dies, so a crashed
-    server never blocks the next one.
+    The operating system releases the lock when the holder dies, so a server
+    that crashed does not block the next one. Job processes do not inherit it.
     """
 
     def __init__(self, db_path: Path) -> None:

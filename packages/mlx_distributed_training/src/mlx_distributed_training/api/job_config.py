@@ -15,7 +15,7 @@ def prepare_job_config(mapping: dict[str, Any], job_dir: Path) -> dict[str, Any]
     absolute against the server's working folder, where the trainer also runs.
     Raises ConfigError listing every problem.
     """
-    # The loader accepts `output-dir` as well as `output_dir`; use one spelling.
+    # The loader accepts `output-dir` as well as `output_dir`, so use one spelling.
     config = {str(key).replace("-", "_"): value for key, value in mapping.items()}
     output_dir = config.get("output_dir")
     if output_dir is None or output_dir == "":

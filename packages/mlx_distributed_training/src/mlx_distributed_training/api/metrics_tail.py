@@ -14,8 +14,9 @@ MAX_READ_BYTES = 4 * 1024 * 1024
 def read_new_records(
     path: Path, offset: int, max_bytes: int = MAX_READ_BYTES
 ) -> tuple[list[dict[str, Any]], int]:
-    """Read the complete lines after byte `offset`; return their records and the
-    offset just past the last complete line.
+    """Read the complete lines after byte `offset`.
+
+    Returns their records and the offset just past the last complete line.
 
     A trailing line without its newline is left for the next call, because the
     trainer may still be writing it. Lines that are not JSON objects are logged
@@ -27,7 +28,7 @@ def read_new_records(
         return [], offset
     if size < offset:
         logger.warning(
-            "%s shrank from %s to %s bytes; reading it again from the start",
+            "%s shrank from %s to %s bytes, so it is read again from the start",
             path,
             offset,
             size,
@@ -44,7 +45,7 @@ def read_new_records(
         if len(chunk) < max_bytes:
             return [], offset
         logger.warning(
-            "%s has a line longer than %s bytes at offset %s; skipping it",
+            "%s has a line longer than %s bytes at offset %s, which is skipped",
             path,
             max_bytes,
             offset,

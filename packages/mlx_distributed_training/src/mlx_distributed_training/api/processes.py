@@ -64,7 +64,7 @@ def is_same_process_alive(pid: int, start_time: int | None) -> bool:
 
 
 def signal_process_group(pgid: int, signum: signal.Signals) -> bool:
-    """Send `signum` to a process group; return False if the group is gone."""
+    """Send `signum` to a process group, returning False if the group is gone."""
     try:
         os.killpg(pgid, signum)
     except ProcessLookupError:

@@ -44,7 +44,7 @@ def recover_interrupted_jobs(store: JobStore, grace_seconds: float) -> list[str]
                 stderr_tail=read_stderr_tail(job.job_dir),
             )
         logger.warning(
-            "Job %s was left running by an earlier server; its process %s %s",
+            "Job %s was left running by an earlier server, and its process %s %s",
             job.id,
             job.pid,
             "was stopped" if was_running else "had already exited",
@@ -58,10 +58,10 @@ def _interruption_reason(job: JobRecord, was_running: bool) -> str:
         return "The server stopped before the training process started"
     if was_running:
         return (
-            "The server stopped while the job was running; its training process "
+            "The server stopped while the job was running. Its training process "
             f"(pid {job.pid}) was stopped when the server restarted"
         )
     return (
-        "The server stopped while the job was running; its training process "
+        "The server stopped while the job was running. Its training process "
         f"(pid {job.pid}) had exited, so its exit code is unknown"
     )

@@ -130,7 +130,7 @@ def read_job(job_id: str, request: Request) -> JobPublic:
     },
 )
 def cancel_job(job_id: str, request: Request, response: Response) -> JobPublic:
-    """Cancel a job; repeating the request changes nothing.
+    """Cancel a job. Repeating the request changes nothing.
 
     A queued job is cancelled at once (200). A running job gets SIGTERM, then
     SIGKILL after the grace period, and the response (202) returns before it
@@ -165,8 +165,8 @@ async def list_events(
     store = _store(request)
     deadline = time.monotonic() + wait_seconds
     while True:
-        # Store calls run in the thread pool; the wait between them holds no
-        # thread, so many clients can long-poll at once.
+        # Store calls run in the thread pool, but the wait between them
+        # occupies no worker thread, so many clients can long-poll at once.
         events = await run_in_threadpool(store.list_events, job_id, after, limit + 1)
         if events or time.monotonic() >= deadline:
             break

@@ -37,7 +37,7 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     cancel_requested_at: datetime | None
     exit_code: int | None = Field(
-        description="Exit status of the training process; negative for a signal."
+        description="Exit status of the training process, negative for a signal."
     )
     error: str | None
     stderr_tail: str | None = Field(
@@ -69,7 +69,7 @@ class JobPage(BaseModel):
     jobs: list[JobPublic]
     has_more: bool
     next_after: str | None = Field(
-        description="Pass as `after` to fetch the next page; null on the last page."
+        description="Pass as `after` to fetch the next page. Null on the last page."
     )
 
 

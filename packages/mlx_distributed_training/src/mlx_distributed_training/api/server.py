@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     # Check the lock before binding, so a second server fails with the reason
-    # instead of an address-in-use error; the app takes the lock for real.
+    # instead of an address-in-use error. The app takes the lock for real.
     probe = InstanceLock(settings.db.absolute())
     try:
         probe.acquire()

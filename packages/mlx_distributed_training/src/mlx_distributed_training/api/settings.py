@@ -68,7 +68,7 @@ def _log_level(text: str) -> str:
 # flag name, settings field, parser, help text
 _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--host", "host", str, "Address to listen on."),
-    ("--port", "port", _port, "TCP port to listen on; 0 picks a free port."),
+    ("--port", "port", _port, "TCP port to listen on, or 0 for any free port."),
     ("--db", "db", Path, "SQLite file that stores jobs and their events."),
     (
         "--jobs-dir",

@@ -3,7 +3,8 @@
 Every change runs in one `BEGIN IMMEDIATE` transaction, so a crash leaves either
 the whole change or none of it. A state change and its event are written together,
 and so are a batch of metrics events and the metrics.jsonl offset they end at.
-The database runs in WAL mode so readers never block the runner's writes.
+The database runs in WAL mode, where readers and a writer do not block each
+other.
 """
 
 import json
@@ -93,7 +94,11 @@ class JobStore:
         return conn
 
     def close(self) -> None:
-        """Close this thread's connection; other threads close theirs on exit."""
+        """Close this thread's connection.
+
+        Other threads' connections close when their thread ends and the
+        connection is garbage-collected.
+        """
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
