@@ -69,6 +69,27 @@ def test_job_trains_to_success(start_server, train_config):
         assert Path(checkpoint["path"]).name == f"step-{checkpoint['step']:08d}"
 
 
+def test_rerun_in_same_output_dir_reports_own_metrics(
+    start_server, train_config, tmp_path
+):
+    server = start_server()
+    config = train_config(output_dir=str(tmp_path / "shared-output"))
+
+    first = server.client.post("/v1/jobs", json={"config": config}).json()
+    server.wait_for_job(first["id"], _is_terminal)
+    second = server.client.post("/v1/jobs", json={"config": config}).json()
+    job = server.wait_for_job(second["id"], _is_terminal)
+
+    assert job["state"] == "succeeded"
+    for job_id in (first["id"], second["id"]):
+        train_steps = [
+            e["data"]["step"]
+            for e in server.all_events(job_id)
+            if e["type"] == "metrics" and e["data"]["event"] == "train"
+        ]
+        assert train_steps == [1, 2, 3]
+
+
 def test_failed_training_records_exit_code_and_stderr(
     start_server, train_config, tiny_data_dir, tmp_path
 ):
@@ -149,6 +170,17 @@ def test_queued_job_waits_for_a_free_slot(
     assert cancelled.status_code == 200
     assert cancelled.json()["state"] == "cancelled"
     assert cancelled.json()["started_at"] is None
+
+    # A second job may not write into the running job's folder.
+    clash = server.client.post(
+        "/v1/jobs", json={"config": train_config(output_dir=first["output_dir"])}
+    )
+    assert clash.status_code == 409
+    assert clash.json() == {
+        "detail": f"output_dir {first['output_dir']} is in use by job {first_id}, "
+        "which is queued or running. Choose another output_dir or wait for that "
+        "job to finish."
+    }
 
     # A graceful shutdown stops the running job and records why.
     assert server.stop() == 0

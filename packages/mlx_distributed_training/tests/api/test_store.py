@@ -6,7 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from mlx_distributed_training.api.records import JobNotFoundError
+from mlx_distributed_training.api.records import (
+    JobNotFoundError,
+    OutputDirInUseError,
+)
 from mlx_distributed_training.api.states import InvalidTransitionError, JobState
 from mlx_distributed_training.api.store import JobStore
 
@@ -126,6 +129,30 @@ def test_cancel_of_finished_job_changes_nothing(store, tmp_path):
     finished = store.finish_job("job-a", JobState.SUCCEEDED, exit_code=0)
 
     assert store.request_cancel("job-a") == finished
+
+
+def test_active_job_output_dir_is_exclusive(store, tmp_path):
+    store.create_job("job-a", {}, tmp_path / "job-a", tmp_path / "shared")
+
+    with pytest.raises(OutputDirInUseError) as raised:
+        store.create_job("job-b", {}, tmp_path / "job-b", tmp_path / "shared")
+
+    assert str(raised.value) == (
+        f"output_dir {tmp_path / 'shared'} is in use by job job-a, which is "
+        "queued or running. Choose another output_dir or wait for that job to "
+        "finish."
+    )
+    with pytest.raises(JobNotFoundError):
+        store.get_job("job-b")
+
+
+def test_finished_job_output_dir_can_be_reused(store, tmp_path):
+    store.create_job("job-a", {}, tmp_path / "job-a", tmp_path / "shared")
+    store.request_cancel("job-a")
+
+    job = store.create_job("job-b", {}, tmp_path / "job-b", tmp_path / "shared")
+
+    assert job.output_dir == tmp_path / "shared"
 
 
 def test_unknown_job_raises_not_found(store):

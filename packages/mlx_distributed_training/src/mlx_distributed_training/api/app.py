@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from mlx_distributed_training.configs.training_config import ConfigError
 
 from .instance_lock import InstanceLock
-from .records import JobNotFoundError
+from .records import JobNotFoundError, OutputDirInUseError
 from .recovery import recover_interrupted_jobs
 from .routes import router
 from .runner import JobRunner
@@ -39,6 +39,11 @@ async def _job_not_found(request: Request, error: Exception) -> JSONResponse:
 async def _invalid_config(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ConfigError)
     return _error(422, "Invalid training config", list(error.problems))
+
+
+async def _output_dir_in_use(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, OutputDirInUseError)
+    return _error(409, str(error))
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
@@ -98,6 +103,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.add_exception_handler(JobNotFoundError, _job_not_found)
     app.add_exception_handler(ConfigError, _invalid_config)
+    app.add_exception_handler(OutputDirInUseError, _output_dir_in_use)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
     return app

@@ -17,6 +17,19 @@ class JobNotFoundError(LookupError):
         self.job_id = job_id
 
 
+class OutputDirInUseError(RuntimeError):
+    """Raised when a queued or running job already writes to an output folder."""
+
+    def __init__(self, output_dir: Path, other_job_id: str) -> None:
+        super().__init__(
+            f"output_dir {output_dir} is in use by job {other_job_id}, which is "
+            "queued or running. Choose another output_dir or wait for that job "
+            "to finish."
+        )
+        self.output_dir = output_dir
+        self.other_job_id = other_job_id
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """One row of the jobs table, with the config decoded."""

@@ -68,7 +68,10 @@ def read_health(request: Request) -> Health:
     "/v1/jobs",
     response_model=JobPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={422: {"model": ErrorBody, "description": "Invalid config."}},
+    responses={
+        409: {"model": ErrorBody, "description": "output_dir is in use."},
+        422: {"model": ErrorBody, "description": "Invalid config."},
+    },
 )
 def create_job(body: JobCreate, request: Request) -> JobPublic:
     """Validate a training config and queue a job that trains with it."""

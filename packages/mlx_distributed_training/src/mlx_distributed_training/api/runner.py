@@ -159,6 +159,13 @@ class JobRunner:
             str(job.job_dir / CONFIG_FILE_NAME),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        metrics_path = job.output_dir / METRICS_FILE_NAME
+        try:
+            # Lines already in metrics.jsonl belong to an earlier run that used
+            # the same output folder, so this job's events start after them.
+            metrics_offset = metrics_path.stat().st_size
+        except FileNotFoundError:
+            metrics_offset = 0
         try:
             with (
                 (job.job_dir / STDOUT_FILE_NAME).open("ab") as stdout,
@@ -190,11 +197,12 @@ class JobRunner:
             job_id=job.id,
             process=process,
             job_dir=job.job_dir,
-            metrics_path=job.output_dir / METRICS_FILE_NAME,
-            metrics_offset=job.metrics_offset,
+            metrics_path=metrics_path,
+            metrics_offset=metrics_offset,
         )
         logger.info("Job %s: started pid %s: %s", job.id, process.pid, command)
         self._store.record_process(job.id, process.pid, process_start_time(process.pid))
+        self._store.append_metrics(job.id, [], metrics_offset)
 
     def _ingest_metrics(self, active: _ActiveJob) -> None:
         records, offset = read_new_records(active.metrics_path, active.metrics_offset)
@@ -236,9 +244,8 @@ class JobRunner:
         returncode: int,
         shutdown_reason: str | None = None,
     ) -> None:
-        del self._active[active.job_id]
         # Stop anything the trainer left running in its group. The leader has
-        # been reaped, so a live group can only hold its leftover children.
+        # been reaped, so a live group can only contain its leftover children.
         signal_process_group(active.process.pid, signal.SIGKILL)
 
         job = self._store.get_job(active.job_id)
@@ -255,3 +262,5 @@ class JobRunner:
                 error=error,
                 stderr_tail=read_stderr_tail(active.job_dir),
             )
+        # Removed only now, so a failed write is retried at the next tick.
+        del self._active[active.job_id]

@@ -17,7 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .records import EventRecord, JobNotFoundError, JobRecord, job_from_row
+from .records import (
+    EventRecord,
+    JobNotFoundError,
+    JobRecord,
+    OutputDirInUseError,
+    job_from_row,
+)
 from .states import ALLOWED_TRANSITIONS, InvalidTransitionError, JobState
 
 logger = logging.getLogger(__name__)
@@ -198,9 +204,20 @@ class JobStore:
     def create_job(
         self, job_id: str, config: dict[str, Any], job_dir: Path, output_dir: Path
     ) -> JobRecord:
-        """Insert a queued job and its first state event."""
+        """Insert a queued job and its first state event.
+
+        Raises OutputDirInUseError if a queued or running job already has the
+        same output folder, because two trainers would overwrite each other.
+        """
         now = time.time()
         with self._transaction() as tx:
+            other = tx.execute(
+                "SELECT id FROM jobs WHERE output_dir = ?"
+                " AND state IN ('queued', 'running') LIMIT 1",
+                (str(output_dir),),
+            ).fetchone()
+            if other is not None:
+                raise OutputDirInUseError(output_dir, other["id"])
             tx.execute(
                 "INSERT INTO jobs (id, state, config, job_dir, output_dir, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
