@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 
@@ -87,7 +88,11 @@ def test_finished_job_has_timestamps_and_exit_code(client):
     assert job["state"] == "succeeded"
     assert job["exit_code"] == 0
     assert job["error"] is None
-    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    created, started, finished = (
+        datetime.fromisoformat(job[name])
+        for name in ("created_at", "started_at", "finished_at")
+    )
+    assert created <= started <= finished
 
 
 def test_cancel_of_finished_job_returns_it_unchanged(client):

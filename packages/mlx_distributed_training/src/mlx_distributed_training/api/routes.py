@@ -52,10 +52,16 @@ def _settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
-@router.get("/health", response_model=Health)
-def read_health(request: Request) -> Health:
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The runner has stopped."}},
+)
+def read_health(request: Request, response: Response) -> Health:
     """Report whether the runner is alive and how many jobs are in each state."""
     runner = _runner(request)
+    if not runner.is_alive:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(
         status="ok" if runner.is_alive else "degraded",
         runner_alive=runner.is_alive,

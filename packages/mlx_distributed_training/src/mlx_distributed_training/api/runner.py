@@ -107,8 +107,10 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        for active in list(self._active.values()):
-            self._stop_process(active)
+        active_jobs = list(self._active.values())
+        self._stop_processes([active.process for active in active_jobs])
+        for active in active_jobs:
+            self._ingest_metrics(active)
             self._finish(
                 active,
                 active.process.returncode,
@@ -227,16 +229,22 @@ class JobRunner:
             active.sigkill_sent = True
             self._store.append_event(active.job_id, "signal", {"signal": "SIGKILL"})
 
-    def _stop_process(self, active: _ActiveJob) -> None:
-        """SIGTERM the job's group, then SIGKILL it after the grace period."""
-        if active.process.poll() is None:
-            signal_process_group(active.process.pid, signal.SIGTERM)
+    def _stop_processes(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Stop and reap job processes, all within one grace period.
+
+        Each group gets SIGTERM, and those still running when the grace period
+        ends get SIGKILL.
+        """
+        for process in processes:
+            if process.poll() is None:
+                signal_process_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.cancel_grace_seconds
+        for process in processes:
             try:
-                active.process.wait(timeout=self.cancel_grace_seconds)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                signal_process_group(active.process.pid, signal.SIGKILL)
-                active.process.wait()
-        self._ingest_metrics(active)
+                signal_process_group(process.pid, signal.SIGKILL)
+                process.wait()
 
     def _finish(
         self,
