@@ -28,11 +28,15 @@ def recover_interrupted_jobs(store: JobStore, grace_seconds: float) -> list[str]
             job.pid, job.process_start_time, grace_seconds
         )
         # Read the metrics after the stop, so lines written meanwhile count.
-        records, offset = read_new_records(
-            job.output_dir / METRICS_FILE_NAME, job.metrics_offset
-        )
-        if offset != job.metrics_offset:
-            store.append_metrics(job.id, records, offset)
+        offset = job.metrics_offset
+        while True:
+            records, new_offset = read_new_records(
+                job.output_dir / METRICS_FILE_NAME, offset
+            )
+            if new_offset == offset:
+                break
+            store.append_metrics(job.id, records, new_offset)
+            offset = new_offset
 
         if job.cancel_requested_at is not None:
             store.finish_job(job.id, JobState.CANCELLED)

@@ -110,7 +110,7 @@ class JobRunner:
         active_jobs = list(self._active.values())
         self._stop_processes([active.process for active in active_jobs])
         for active in active_jobs:
-            self._ingest_metrics(active)
+            self._ingest_metrics(active, drain=True)
             self._finish(
                 active,
                 active.process.returncode,
@@ -142,7 +142,7 @@ class JobRunner:
                 self._enforce_cancel(active)
             else:
                 # Lines written just before the exit are read here.
-                self._ingest_metrics(active)
+                self._ingest_metrics(active, drain=True)
                 self._finish(active, returncode)
         while len(self._active) < self.max_concurrent_jobs:
             if self._stopping.is_set():
@@ -166,7 +166,7 @@ class JobRunner:
             # Lines already in metrics.jsonl belong to an earlier run that used
             # the same output folder, so this job's events start after them.
             metrics_offset = metrics_path.stat().st_size
-        except FileNotFoundError:
+        except OSError:
             metrics_offset = 0
         try:
             with (
@@ -206,11 +206,18 @@ class JobRunner:
         self._store.record_process(job.id, process.pid, process_start_time(process.pid))
         self._store.append_metrics(job.id, [], metrics_offset)
 
-    def _ingest_metrics(self, active: _ActiveJob) -> None:
-        records, offset = read_new_records(active.metrics_path, active.metrics_offset)
-        if offset != active.metrics_offset:
+    def _ingest_metrics(self, active: _ActiveJob, drain: bool = False) -> None:
+        """Copy new metrics.jsonl lines into events; with `drain`, all of them."""
+        while True:
+            records, offset = read_new_records(
+                active.metrics_path, active.metrics_offset
+            )
+            if offset == active.metrics_offset:
+                return
             self._store.append_metrics(active.job_id, records, offset)
             active.metrics_offset = offset
+            if not drain:
+                return
 
     def _enforce_cancel(self, active: _ActiveJob) -> None:
         job = self._store.get_job(active.job_id)
