@@ -1,5 +1,11 @@
 """Pipeline-parallel MLX inference over gRPC, and model loading and import."""
 
+from mlx_distributed.blas import (
+    BlasStatus,
+    active_blas,
+    blas_environment,
+    ensure_fast_blas,
+)
 from mlx_distributed.gguf_import import GGUFImportError, import_gguf
 from mlx_distributed.model_loading import (
     DEFAULT_MODEL,
@@ -9,9 +15,13 @@ from mlx_distributed.model_loading import (
 )
 
 __all__ = [
+    "BlasStatus",
     "DEFAULT_MODEL",
     "GGUFImportError",
     "ModelNotFoundError",
+    "active_blas",
+    "blas_environment",
+    "ensure_fast_blas",
     "import_gguf",
     "load_model",
     "resolve_model_path",

@@ -92,6 +92,7 @@ def import_gguf(
         record = {
             "format_version": IMPORT_FORMAT_VERSION,
             "source": str(source.resolve()),
+            "source_name": source.name,
             "source_size": source.stat().st_size,
             "dtype": str(dtype).removeprefix("mlx.core."),
         }

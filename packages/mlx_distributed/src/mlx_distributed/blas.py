@@ -1,0 +1,349 @@
+"""Run MLX on an optimized BLAS on Linux CPUs.
+
+MLX's Linux CPU wheel (`mlx-cpu`) links a reference netlib BLAS: a 1024x1024
+float32 matmul there runs about 30x slower than numpy's. MLX calls the
+standard `cblas_*` names, so preloading OpenBLAS (`LD_PRELOAD`) before the
+process starts makes the dynamic loader resolve them to OpenBLAS instead.
+
+OpenBLAS comes from the `cmeel-openblas` wheel. That library needs
+`libgfortran.so.5`, which a fresh Linux machine may lack, while `mlx-cpu`
+bundles a gfortran under a hashed file name. A folder in the user cache with
+links under the names the loader looks for, added to `LD_LIBRARY_PATH`,
+makes it resolvable.
+
+`ensure_fast_blas()` is called first thing by command-line entry points: it
+re-executes the process with that environment, after a child process has
+checked that a matmul through OpenBLAS matches numpy on this CPU.
+`blas_environment()` builds the environment for processes we spawn.
+`MLX_DISTRIBUTED_BLAS=reference` (or `blas="reference"`) turns it off. On
+macOS MLX uses Accelerate and Metal, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from mlx_distributed.user_cache import cache_root
+
+logger = logging.getLogger(__name__)
+
+BLAS_ENV_VAR = "MLX_DISTRIBUTED_BLAS"
+BLAS_CHOICES = ("openblas", "reference")
+# Set in the environment of a process re-executed by ensure_fast_blas, so the
+# new process can tell a failed preload from a first start.
+REEXEC_ENV_VAR = "MLX_DISTRIBUTED_BLAS_REEXEC"
+
+_OPENBLAS_PACKAGE = "cmeel-openblas"
+_OPENBLAS_FILE = "cmeel.prefix/lib/libopenblas.so.0"
+_MLX_CPU_PACKAGE = "mlx-cpu"
+_CHECK_TIMEOUT_S = 120
+
+# Run in a child process with the OpenBLAS environment: exits 0 only if
+# OpenBLAS is mapped and an MLX matmul through it matches numpy.
+_CHECK_SCRIPT = """
+import sys
+import numpy as np
+import mlx.core as mx
+maps = open("/proc/self/maps").read()
+if sys.argv[1] not in maps:
+    sys.exit("OpenBLAS was not loaded")
+rng = np.random.default_rng(0)
+a = rng.standard_normal((96, 80), dtype=np.float32)
+b = rng.standard_normal((80, 64), dtype=np.float32)
+product = np.array(mx.array(a) @ mx.array(b))
+if not np.allclose(product, a @ b, rtol=1e-4, atol=1e-4):
+    sys.exit("an MLX matmul through OpenBLAS does not match numpy")
+"""
+
+
+class BlasUnavailableError(RuntimeError):
+    """OpenBLAS cannot be used here; the message says why."""
+
+
+@dataclass(frozen=True)
+class BlasStatus:
+    """Which BLAS MLX uses in this process."""
+
+    name: str
+    detail: str
+    optimized: bool
+
+    def summary(self) -> str:
+        """Return the one-line report, e.g. `BLAS: OpenBLAS 0.3.31 (...)`."""
+        return f"BLAS: {self.name} ({self.detail})"
+
+
+def requested_blas(blas: str | None = None) -> str:
+    """Return the BLAS choice from `blas`, else `$MLX_DISTRIBUTED_BLAS`, else
+    `openblas`, raising ValueError for a value outside BLAS_CHOICES."""
+    if blas is not None:
+        source, value = "blas", blas
+    else:
+        source, value = BLAS_ENV_VAR, os.environ.get(BLAS_ENV_VAR, "openblas")
+    choice = value.strip().lower()
+    if choice not in BLAS_CHOICES:
+        raise ValueError(
+            f"{source} is {value!r}; expected one of: {', '.join(BLAS_CHOICES)}"
+        )
+    return choice
+
+
+def ensure_fast_blas(blas: str | None = None) -> BlasStatus:
+    """Make this process use OpenBLAS on Linux, re-executing it if needed.
+
+    Call it before any work, since re-executing restarts the program from the
+    beginning with the same arguments (`sys.orig_argv`). Returns the status
+    of the BLAS in use. Where OpenBLAS cannot be used, logs a one-line
+    warning and returns the reference BLAS status.
+    """
+    choice = requested_blas(blas)
+    if not sys.platform.startswith("linux"):
+        return _platform_status()
+
+    library = _openblas_path_or_none()
+    loaded = library is not None and _is_mapped(library)
+    if choice == "reference":
+        if loaded:
+            # Inherited from a parent process's environment: start over
+            # without the preload so the reference BLAS is really used.
+            _reexec(blas_environment(os.environ, blas="reference"))
+        how = "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
+        return _reference_status(f"turned off by {how}")
+
+    if loaded:
+        return active_blas()
+    if os.environ.get("PYTEST_CURRENT_TEST"):
+        # Restarting would rerun the whole test session from the start.
+        logger.info("Not restarting with OpenBLAS inside a pytest test")
+        return _reference_status("not restarted inside a pytest test")
+    if sys.argv[0] in ("", "-"):
+        return _fall_back(
+            "a program read from standard input cannot be restarted; start it "
+            "with the environment from blas_environment()"
+        )
+    if os.environ.get(REEXEC_ENV_VAR) and library is not None:
+        if str(library) in os.environ.get("LD_PRELOAD", ""):
+            return _fall_back("the dynamic loader did not preload it")
+    try:
+        environment = blas_environment(os.environ, blas="openblas")
+        _check_environment(environment, library)
+    except BlasUnavailableError as error:
+        return _fall_back(str(error))
+    environment[REEXEC_ENV_VAR] = "1"
+    _reexec(environment)
+    raise AssertionError("unreachable: os.execve returned")
+
+
+def blas_environment(
+    base: Mapping[str, str] | None = None,
+    *,
+    blas: str | None = None,
+    num_threads: int | None = None,
+) -> dict[str, str]:
+    """Return a copy of `base` (default `os.environ`) for a new MLX process.
+
+    With `openblas`, OpenBLAS is put first in `LD_PRELOAD` and the gfortran
+    link folder first in `LD_LIBRARY_PATH`; with `reference`, both are taken
+    out. `MLX_DISTRIBUTED_BLAS` is set to the choice so the child's own
+    `ensure_fast_blas()` agrees, and `num_threads` sets OPENBLAS_NUM_THREADS
+    (useful when several ranks share one machine's cores). Raises
+    BlasUnavailableError if OpenBLAS is requested but its files are missing.
+    """
+    environment = dict(os.environ if base is None else base)
+    choice = requested_blas(blas if blas is not None else environment.get(BLAS_ENV_VAR))
+    environment[BLAS_ENV_VAR] = choice
+    environment.pop(REEXEC_ENV_VAR, None)
+    if num_threads is not None:
+        environment["OPENBLAS_NUM_THREADS"] = str(num_threads)
+    if not sys.platform.startswith("linux"):
+        return environment
+
+    library = _openblas_path_or_none()
+    links = _gfortran_link_folder_or_none()
+    # The loader splits LD_PRELOAD at colons and spaces, LD_LIBRARY_PATH at
+    # colons only.
+    preload = [
+        p
+        for p in _split_paths(environment.get("LD_PRELOAD"), ": ")
+        if p != str(library)
+    ]
+    search = [
+        p for p in _split_paths(environment.get("LD_LIBRARY_PATH")) if p != str(links)
+    ]
+    if choice == "openblas":
+        if library is None:
+            raise BlasUnavailableError(
+                f"the {_OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
+            )
+        if any(c in str(library) for c in ": "):
+            raise BlasUnavailableError(
+                f"its path {library} contains a colon or space, which "
+                "LD_PRELOAD cannot express"
+            )
+        preload.insert(0, str(library))
+        if links is not None:
+            search.insert(0, str(links))
+    _set_paths(environment, "LD_PRELOAD", preload)
+    _set_paths(environment, "LD_LIBRARY_PATH", search)
+    return environment
+
+
+def active_blas() -> BlasStatus:
+    """Return the status of the BLAS that MLX uses in this process."""
+    if not sys.platform.startswith("linux"):
+        return _platform_status()
+    library = _openblas_path_or_none()
+    if library is None or not _is_mapped(library):
+        return _reference_status("MLX's bundled netlib BLAS")
+    handle = ctypes.CDLL(str(library))  # Already loaded: returns its handle.
+    handle.openblas_get_config.restype = ctypes.c_char_p
+    handle.openblas_get_corename.restype = ctypes.c_char_p
+    version = handle.openblas_get_config().decode().split(" ")[:2]
+    core = handle.openblas_get_corename().decode()
+    threads = handle.openblas_get_num_threads()
+    return BlasStatus(
+        name=" ".join(version),
+        detail=f"{_OPENBLAS_PACKAGE}, core {core}, {threads} threads",
+        optimized=True,
+    )
+
+
+def _platform_status() -> BlasStatus:
+    if sys.platform == "darwin":
+        return BlasStatus("Accelerate", "macOS, nothing to set up", optimized=True)
+    return BlasStatus("MLX default", f"nothing set up on {sys.platform}", True)
+
+
+def _reference_status(detail: str) -> BlasStatus:
+    return BlasStatus("reference netlib BLAS", detail, optimized=False)
+
+
+def _fall_back(reason: str) -> BlasStatus:
+    logger.warning(
+        "OpenBLAS unavailable (%s); MLX keeps its reference BLAS, so CPU matmuls "
+        "run about 30x slower",
+        reason,
+    )
+    return _reference_status(f"OpenBLAS unavailable: {reason}")
+
+
+def _check_environment(environment: dict[str, str], library: Path | None) -> None:
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _CHECK_SCRIPT, os.path.realpath(str(library))],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=_CHECK_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BlasUnavailableError(f"the test process failed: {error}") from error
+    if result.returncode == 0:
+        return
+    lines = result.stderr.strip().splitlines()
+    last_line = lines[-1] if lines else ""
+    if result.returncode < 0:
+        raise BlasUnavailableError(
+            f"a test matmul was killed by signal {-result.returncode} {last_line}"
+        )
+    raise BlasUnavailableError(f"the test process failed: {last_line}")
+
+
+def _reexec(environment: dict[str, str]) -> None:
+    logger.debug("Re-executing %s with LD_PRELOAD set for OpenBLAS", sys.orig_argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, environment)
+
+
+def _openblas_path_or_none() -> Path | None:
+    try:
+        located = distribution(_OPENBLAS_PACKAGE).locate_file(_OPENBLAS_FILE)
+    except PackageNotFoundError:
+        return None
+    path = Path(str(located))
+    return path if path.is_file() else None
+
+
+def _is_mapped(library: Path) -> bool:
+    """Return whether `library` is loaded into this process."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return os.path.realpath(library) in maps
+
+
+def _gfortran_link_folder_or_none() -> Path | None:
+    """Return a folder where libgfortran.so.5 resolves to mlx-cpu's copy.
+
+    The links keep the names the loader searches for: `libgfortran.so.5` for
+    OpenBLAS, and the hashed libquadmath name that the gfortran copy needs.
+    Returns None when mlx-cpu bundles no gfortran, leaving the lookup to the
+    system libraries.
+    """
+    try:
+        files = distribution(_MLX_CPU_PACKAGE).files or []
+    except PackageNotFoundError:
+        return None
+    bundled = {Path(str(f.locate())) for f in files if f.parent.name == "mlx_cpu.libs"}
+    gfortran = [p for p in bundled if p.name.startswith("libgfortran")]
+    if not gfortran:
+        return None
+    links = {"libgfortran.so.5": gfortran[0]}
+    links.update({p.name: p for p in bundled if p.name.startswith("libquadmath")})
+
+    # One folder per gfortran copy, since each virtual environment has its own.
+    digest = hashlib.sha256(str(gfortran[0].resolve()).encode()).hexdigest()[:12]
+    folder = cache_root() / "blas" / f"gfortran-links-{digest}"
+    if _links_match(folder, links):
+        return folder
+    # Build the links in a staging folder, then rename it into place, so a
+    # concurrent process never sees a partial set.
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".links-", dir=folder.parent))
+        for name, target in links.items():
+            (staging / name).symlink_to(target.resolve())
+    except OSError as error:
+        logger.debug("Cannot create the gfortran links in %s: %s", folder, error)
+        return None
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        # Another process renamed its identical folder into place first.
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder if _links_match(folder, links) else None
+
+
+def _links_match(folder: Path, links: dict[str, Path]) -> bool:
+    return all(
+        os.path.realpath(folder / name) == str(target.resolve())
+        for name, target in links.items()
+    )
+
+
+def _split_paths(value: str | None, separators: str = ":") -> list[str]:
+    if not value:
+        return []
+    for separator in separators[1:]:
+        value = value.replace(separator, separators[0])
+    return [p for p in value.split(separators[0]) if p]
+
+
+def _set_paths(environment: dict[str, str], key: str, paths: list[str]) -> None:
+    if paths:
+        environment[key] = ":".join(paths)
+    else:
+        environment.pop(key, None)
