@@ -108,7 +108,7 @@ class JobRunner:
         if self._thread is not None:
             self._thread.join()
         active_jobs = list(self._active.values())
-        self._stop_processes([active.process for active in active_jobs])
+        self._stop_processes(active_jobs)
         for active in active_jobs:
             self._ingest_metrics(active, drain=True)
             self._finish(
@@ -236,22 +236,23 @@ class JobRunner:
             active.sigkill_sent = True
             self._store.append_event(active.job_id, "signal", {"signal": "SIGKILL"})
 
-    def _stop_processes(self, processes: list[subprocess.Popen[bytes]]) -> None:
+    def _stop_processes(self, active_jobs: list[_ActiveJob]) -> None:
         """Stop and reap job processes, all within one grace period.
 
         Each group gets SIGTERM, and those still running when the grace period
         ends get SIGKILL.
         """
-        for process in processes:
-            if process.poll() is None:
-                signal_process_group(process.pid, signal.SIGTERM)
+        for active in active_jobs:
+            if active.process.poll() is None:
+                signal_process_group(active.process.pid, signal.SIGTERM)
+                active.sigterm_sent_at = time.monotonic()
         deadline = time.monotonic() + self.cancel_grace_seconds
-        for process in processes:
+        for active in active_jobs:
             try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                active.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                signal_process_group(process.pid, signal.SIGKILL)
-                process.wait()
+                signal_process_group(active.process.pid, signal.SIGKILL)
+                active.process.wait()
 
     def _finish(
         self,
@@ -263,13 +264,19 @@ class JobRunner:
         # been reaped, so a live group can only contain its leftover children.
         signal_process_group(active.process.pid, signal.SIGKILL)
 
+        # A job that ended before the runner signalled it keeps its own
+        # outcome, even if a cancel or a shutdown was already under way.
         job = self._store.get_job(active.job_id)
-        if job.cancel_requested_at is not None:
+        signalled = active.sigterm_sent_at is not None
+        if signalled and job.cancel_requested_at is not None:
             self._store.finish_job(job.id, JobState.CANCELLED, exit_code=returncode)
-        elif shutdown_reason is None and returncode == 0:
+        elif not signalled and returncode == 0:
             self._store.finish_job(job.id, JobState.SUCCEEDED, exit_code=0)
         else:
-            error = shutdown_reason or _describe_exit(returncode)
+            if signalled and shutdown_reason is not None:
+                error = shutdown_reason
+            else:
+                error = _describe_exit(returncode)
             self._store.finish_job(
                 job.id,
                 JobState.FAILED,
