@@ -38,11 +38,13 @@ async def _job_not_found(request: Request, error: Exception) -> JSONResponse:
 
 async def _invalid_config(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ConfigError)
+    logger.info("Rejected a job config with %s problem(s)", len(error.problems))
     return _error(422, "Invalid training config", list(error.problems))
 
 
 async def _output_dir_in_use(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OutputDirInUseError)
+    logger.info("Rejected a job: %s", error)
     return _error(409, str(error))
 
 

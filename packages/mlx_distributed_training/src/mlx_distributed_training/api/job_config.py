@@ -1,5 +1,6 @@
 """Validation of a submitted training config before the job is queued."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ def prepare_job_config(mapping: dict[str, Any], job_dir: Path) -> dict[str, Any]
     if output_dir is None or output_dir == "":
         config["output_dir"] = str(job_dir.absolute())
     elif isinstance(output_dir, str):
-        config["output_dir"] = str(Path(output_dir).absolute())
+        # abspath also folds `..` and a trailing slash, so one folder has one
+        # spelling when jobs are checked for a shared output_dir.
+        config["output_dir"] = os.path.abspath(output_dir)
     config_from_mapping(config, source=CONFIG_SOURCE)
     return config
