@@ -181,93 +181,12 @@ def process_is_running() -> Callable[[int], bool]:
     return pid_is_running
 
 
-TRAIN_LINES = [
-    "the cat sat on the mat",
-    "a dog ran in the park",
-    "the bird sang a song",
-    "a fish swam in the sea",
-    "the sun rose over the hill",
-    "a child read a book",
-    "the wind blew through the trees",
-    "a man walked to the shop",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer llama with a 128-token BPE tokenizer."""
-    import json
-
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.models import llama
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=128, special_tokens=["<unk>", "<s>", "</s>", "<pad>"]
-    )
-    tokenizer.train_from_iterator(TRAIN_LINES, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-    )
-    fast.chat_template = (
-        "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>"
-        "{% endfor %}{% if add_generation_prompt %}<s>assistant: {% endif %}"
-    )
-    fast.save_pretrained(folder)
-
-    config = {
-        "model_type": "llama",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "intermediate_size": 64,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5,
-        "vocab_size": 128,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": True,
-        "bos_token_id": fast.bos_token_id,
-        "eos_token_id": fast.eos_token_id,
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    mx.random.seed(0)
-    model = llama.Model(llama.ModelArgs.from_dict(config))
-    mx.save_safetensors(
-        str(folder / "model.safetensors"), dict(tree_flatten(model.parameters()))
-    )
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """train/valid/test JSONL splits of short `text` records."""
-    import json
-
-    folder = tmp_path_factory.mktemp("tiny-data")
-    for split, lines in (
-        ("train", TRAIN_LINES),
-        ("valid", TRAIN_LINES[:4]),
-        ("test", TRAIN_LINES[4:]),
-    ):
-        with (folder / f"{split}.jsonl").open("w") as handle:
-            for line in lines:
-                handle.write(json.dumps({"text": line}) + "\n")
-    return folder
-
-
 @pytest.fixture
-def train_config(tiny_model_dir: Path, tiny_data_dir: Path) -> Callable[..., dict]:
+def train_config(tiny_model_dir: Path, chat_data_dir: Path) -> Callable[..., dict]:
     """Return a function that builds a job config for the tiny model and data.
+
+    `tiny_model_dir` and `chat_data_dir` come from the package's conftest: a
+    random 2-layer llama with a BPE tokenizer, and short chat examples.
 
     The default trains 3 steps and saves checkpoints at steps 2 and 3.
     """
@@ -275,7 +194,7 @@ def train_config(tiny_model_dir: Path, tiny_data_dir: Path) -> Callable[..., dic
     def build(**overrides) -> dict:
         config = {
             "model": str(tiny_model_dir),
-            "data": str(tiny_data_dir),
+            "data": str(chat_data_dir),
             "lora_layers": 2,
             "micro_batch_size": 2,
             "max_seq_length": 32,

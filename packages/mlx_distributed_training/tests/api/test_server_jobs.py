@@ -91,20 +91,13 @@ def test_rerun_in_same_output_dir_reports_own_metrics(
 
 
 def test_failed_training_records_exit_code_and_stderr(
-    start_server, train_config, tiny_data_dir, tmp_path
+    start_server, train_config, chat_data_dir
 ):
-    bad_data = tmp_path / "bad-data"
-    bad_data.mkdir()
-    for split in ("train", "valid"):
-        text = (tiny_data_dir / f"{split}.jsonl").read_text()
-        (bad_data / f"{split}.jsonl").write_text(text)
-    with (bad_data / "train.jsonl").open("a") as handle:
-        handle.write('{"text": "unterminated\n')
+    with (chat_data_dir / "train.jsonl").open("a") as handle:
+        handle.write('{"messages": unterminated\n')
     server = start_server()
 
-    created = server.client.post(
-        "/v1/jobs", json={"config": train_config(data=str(bad_data))}
-    )
+    created = server.client.post("/v1/jobs", json={"config": train_config()})
     job = server.wait_for_job(created.json()["id"], _is_terminal)
 
     assert job["state"] == "failed"
