@@ -59,6 +59,12 @@ def test_job_trains_to_success(start_server, train_config):
     assert metrics[-1]["event"] == "summary"
     assert [e["cursor"] for e in events] == list(range(1, len(events) + 1))
 
+    stdout = server.client.get(
+        f"/v1/jobs/{job['id']}/logs", params={"stream": "stdout", "tail_lines": 50}
+    )
+    assert stdout.status_code == 200
+    assert "step 3/3" in stdout.text
+
     checkpoints = server.client.get(f"/v1/jobs/{job['id']}/checkpoints").json()
     train_loss = {m["step"]: m["loss"] for m in metrics if m["event"] == "train"}
     valid_loss = {m["step"]: m["valid_loss"] for m in metrics if m["event"] == "eval"}
@@ -104,6 +110,10 @@ def test_failed_training_records_exit_code_and_stderr(
     assert job["exit_code"] == 1
     assert job["error"] == "Training process exited with code 1"
     assert "train.jsonl" in job["stderr_tail"]
+    stderr = server.client.get(
+        f"/v1/jobs/{job['id']}/logs", params={"stream": "stderr", "tail_lines": 1}
+    )
+    assert stderr.text == job["stderr_tail"].splitlines()[-1]
     last_event = server.all_events(job["id"])[-1]
     assert last_event["data"] == {
         "state": "failed",

@@ -32,6 +32,7 @@ def test_health_reports_job_counts(client):
         ("POST", "/v1/jobs/job-missing/cancel"),
         ("GET", "/v1/jobs/job-missing/events"),
         ("GET", "/v1/jobs/job-missing/checkpoints"),
+        ("GET", "/v1/jobs/job-missing/logs"),
     ],
 )
 def test_unknown_job_id_is_404(client, method, path):
@@ -144,6 +145,22 @@ def test_checkpoints_of_job_without_output_is_empty(client):
 
     assert response.status_code == 200
     assert response.json() == {"checkpoints": []}
+
+
+def test_logs_of_job_without_output_are_empty(client):
+    response = client.get("/v1/jobs/job-done0/logs", params={"stream": "stderr"})
+
+    assert response.status_code == 200
+    assert response.text == ""
+
+
+def test_logs_unknown_stream_is_422(client):
+    response = client.get("/v1/jobs/job-done0/logs", params={"stream": "both"})
+
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "query.stream: Input should be 'stdout' or 'stderr'"
+    ]
 
 
 def test_invalid_config_lists_each_problem(client):

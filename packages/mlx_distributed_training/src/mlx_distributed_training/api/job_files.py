@@ -39,19 +39,26 @@ def write_config(job_dir: Path, config: dict[str, Any]) -> Path:
     return target
 
 
-def read_stderr_tail(job_dir: Path) -> str | None:
-    """Return the last lines of the job's stderr.log, or None if it is empty."""
-    path = job_dir / STDERR_FILE_NAME
+def read_log_tail(path: Path, max_lines: int, max_bytes: int) -> str:
+    """Return up to the last `max_lines` lines of a log, read from at most its
+    last `max_bytes` bytes, or "" if the file is missing."""
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - STDERR_TAIL_BYTES))
+            handle.seek(max(0, size - max_bytes))
             data = handle.read()
     except OSError:
-        return None
+        return ""
     lines = data.decode("utf-8", errors="replace").splitlines()
-    if size > STDERR_TAIL_BYTES:
+    if size > max_bytes:
         # The first line read may start mid-line.
         lines = lines[1:]
-    tail = "\n".join(lines[-STDERR_TAIL_LINES:]).strip()
+    return "\n".join(lines[-max_lines:])
+
+
+def read_stderr_tail(job_dir: Path) -> str | None:
+    """Return the last lines of the job's stderr.log, or None if it is empty."""
+    tail = read_log_tail(
+        job_dir / STDERR_FILE_NAME, STDERR_TAIL_LINES, STDERR_TAIL_BYTES
+    ).strip()
     return tail or None

@@ -5,14 +5,21 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 
 from .checkpoints import list_checkpoints
 from .job_config import prepare_job_config
-from .job_files import new_job_id, write_config
+from .job_files import (
+    STDERR_FILE_NAME,
+    STDOUT_FILE_NAME,
+    new_job_id,
+    read_log_tail,
+    write_config,
+)
 from .records import JobNotFoundError
 from .runner import JobRunner
 from .schemas import (
@@ -35,6 +42,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_EVENT_WAIT_SECONDS = 60.0
+MAX_LOG_LINES = 10_000
+MAX_LOG_BYTES = 4 * 1024 * 1024
+LOG_FILES = {"stdout": STDOUT_FILE_NAME, "stderr": STDERR_FILE_NAME}
 EVENT_POLL_SECONDS = 0.25
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No job has this id."}}
@@ -206,3 +216,26 @@ def list_job_checkpoints(job_id: str, request: Request) -> CheckpointList:
             for info in list_checkpoints(job.output_dir)
         ]
     )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/logs",
+    response_class=PlainTextResponse,
+    responses=NOT_FOUND,
+)
+def read_job_logs(
+    job_id: str,
+    request: Request,
+    stream: Annotated[
+        Literal["stdout", "stderr"],
+        Query(description="Which output of the training process to read."),
+    ] = "stdout",
+    tail_lines: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 200,
+) -> str:
+    """Return the last lines the training process wrote to stdout or stderr.
+
+    mlx-train prints its progress lines and summary to stdout, and its log
+    messages and errors to stderr.
+    """
+    job = _store(request).get_job(job_id)
+    return read_log_tail(job.job_dir / LOG_FILES[stream], tail_lines, MAX_LOG_BYTES)
