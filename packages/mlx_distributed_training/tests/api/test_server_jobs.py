@@ -185,14 +185,32 @@ def test_queued_job_waits_for_a_free_slot(
         "job to finish."
     }
 
-    # A graceful shutdown stops the running job and records why.
+
+def test_shutdown_stops_concurrent_jobs(
+    start_server, long_train_config, process_is_running
+):
+    server = start_server("--max-concurrent-jobs", "2", "--cancel-grace-seconds", "5")
+    job_ids = [
+        server.client.post("/v1/jobs", json={"config": long_train_config}).json()["id"]
+        for _ in range(2)
+    ]
+    running = [_wait_for_training(server, job_id) for job_id in job_ids]
+    health = server.client.get("/health").json()
+
+    assert [job["state"] for job in running] == ["running", "running"]
+    assert health["jobs"]["running"] == 2
+    assert health["max_concurrent_jobs"] == 2
+
+    # A graceful shutdown stops both jobs and records why.
     assert server.stop() == 0
-    assert not process_is_running(first["pid"])
+    for job in running:
+        assert not process_is_running(job["pid"])
     restarted = start_server()
-    ended = restarted.client.get(f"/v1/jobs/{first_id}").json()
-    assert ended["state"] == "failed"
-    assert ended["error"] == "The server shut down while the job was running"
-    assert ended["exit_code"] == -15
+    for job_id in job_ids:
+        ended = restarted.client.get(f"/v1/jobs/{job_id}").json()
+        assert ended["state"] == "failed"
+        assert ended["error"] == "The server shut down while the job was running"
+        assert ended["exit_code"] is not None
 
 
 def test_restart_ends_orphan_and_resumes_queue(
