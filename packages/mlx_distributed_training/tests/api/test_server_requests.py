@@ -1,5 +1,6 @@
 """Tests of the job API's responses that need no training process."""
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -204,6 +205,34 @@ def test_body_without_config_object_is_422(client):
     assert not_object.json()["problems"] == [
         "body.config: Input should be a valid dictionary"
     ]
+
+
+def test_server_with_newer_database_exits(tmp_path):
+    db = tmp_path / "jobs.sqlite3"
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_distributed_training.api.server",
+            "--port",
+            "0",
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert (
+        f"Job database {db} has schema version 99, but this server reads version "
+        "1. Pass a new --db path."
+    ) in result.stderr
 
 
 def test_second_server_on_same_database_exits(finished_jobs_server):

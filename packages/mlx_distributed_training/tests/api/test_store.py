@@ -11,7 +11,7 @@ from mlx_distributed_training.api.records import (
     OutputDirInUseError,
 )
 from mlx_distributed_training.api.states import InvalidTransitionError, JobState
-from mlx_distributed_training.api.store import JobStore
+from mlx_distributed_training.api.store import JobStore, UnsupportedSchemaError
 
 
 @pytest.fixture
@@ -261,7 +261,10 @@ def test_newer_schema_version_is_rejected(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     JobStore(path)._connection().execute("PRAGMA user_version = 99")
 
-    with pytest.raises(RuntimeError) as raised:
+    with pytest.raises(UnsupportedSchemaError) as raised:
         JobStore(path)
 
-    assert "schema version 99" in str(raised.value)
+    assert str(raised.value) == (
+        f"Job database {path} has schema version 99, but this server reads "
+        "version 1. Pass a new --db path."
+    )

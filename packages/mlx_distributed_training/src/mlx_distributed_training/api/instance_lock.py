@@ -37,6 +37,7 @@ class InstanceLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Release the lock if this object holds it."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

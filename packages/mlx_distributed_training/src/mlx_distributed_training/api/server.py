@@ -2,6 +2,7 @@
 
 import logging
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ import uvicorn
 from .app import create_app
 from .instance_lock import DatabaseInUseError, InstanceLock
 from .settings import ServerSettings, parse_settings
+from .store import JobStore, UnsupportedSchemaError
 
 logger = logging.getLogger("mlx_distributed_training.api.server")
 
@@ -30,15 +32,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
-    # Check the lock before binding, so a second server fails with the reason
-    # instead of an address-in-use error. The app takes the lock for real.
+    # Check the lock and the database before binding, so a bad start ends
+    # with a one-line reason. The app takes the lock for real.
     probe = InstanceLock(settings.db.absolute())
     try:
         probe.acquire()
-    except DatabaseInUseError as error:
+        JobStore(settings.db).close()
+    except (DatabaseInUseError, UnsupportedSchemaError) as error:
         logger.error("%s", error)
         return 1
-    probe.release()
+    except (OSError, sqlite3.Error) as error:
+        logger.error("Cannot open the job database %s: %s", settings.db, error)
+        return 1
+    finally:
+        probe.release()
 
     try:
         sock = _bind(settings)

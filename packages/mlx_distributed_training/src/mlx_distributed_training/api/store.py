@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+class UnsupportedSchemaError(RuntimeError):
+    """Raised when the database was written by another version of the server."""
+
+
 class JobStore:
     """Jobs and events in one SQLite file, safe to use from several threads.
 
@@ -78,9 +82,9 @@ class JobStore:
         conn.execute("PRAGMA journal_mode=WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
-            raise RuntimeError(
+            raise UnsupportedSchemaError(
                 f"Job database {self.path} has schema version {version}, but this "
-                f"server reads version {SCHEMA_VERSION}; use a new --db path"
+                f"server reads version {SCHEMA_VERSION}. Pass a new --db path."
             )
         with self._transaction() as tx:
             for statement in _SCHEMA.split(";"):
