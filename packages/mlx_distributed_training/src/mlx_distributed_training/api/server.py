@@ -15,12 +15,18 @@ from .store import JobStore, UnsupportedSchemaError
 
 logger = logging.getLogger("mlx_distributed_training.api.server")
 
+# uvicorn's default backlog.
+BACKLOG = 2048
+
 
 def _bind(settings: ServerSettings) -> socket.socket:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
+    # Listen at once, so clients that connect while the app starts up wait in
+    # the backlog instead of being refused.
+    sock.listen(BACKLOG)
     sock.set_inheritable(False)
     return sock
 
