@@ -16,10 +16,30 @@ LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 STARTUP_TIMEOUT_S = 60.0
 
 
+def _server_environment(outside_pytest: bool) -> dict[str, str]:
+    """Return the environment for a server process.
+
+    With `outside_pytest`, PYTEST_CURRENT_TEST is dropped. mlx-train skips its
+    restart with OpenBLAS preloaded when it sees that variable, so without it
+    the jobs start exactly as they do for a user, restart included.
+    """
+    environment = dict(os.environ)
+    if outside_pytest:
+        environment.pop("PYTEST_CURRENT_TEST", None)
+    return environment
+
+
 class ServerProcess:
     """One `mlx-train-serve` process on a free loopback port."""
 
-    def __init__(self, db: Path, jobs_dir: Path, log_path: Path, *flags: str):
+    def __init__(
+        self,
+        db: Path,
+        jobs_dir: Path,
+        log_path: Path,
+        *flags: str,
+        outside_pytest: bool = False,
+    ):
         self.db = db
         self.jobs_dir = jobs_dir
         self.log_path = log_path
@@ -39,7 +59,11 @@ class ServerProcess:
         ]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=_server_environment(outside_pytest),
             )
         self.url = self._wait_until_listening()
         self.client = httpx.Client(base_url=self.url, timeout=30.0)
@@ -123,12 +147,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Return a function that starts a server on this test's db and jobs folder."""
     servers: list[ServerProcess] = []
 
-    def start(*flags: str) -> ServerProcess:
+    def start(*flags: str, outside_pytest: bool = False) -> ServerProcess:
         server = ServerProcess(
             tmp_path / "jobs.sqlite3",
             tmp_path / "jobs",
             tmp_path / f"server-{len(servers)}.log",
             *flags,
+            outside_pytest=outside_pytest,
         )
         servers.append(server)
         return server

@@ -124,7 +124,8 @@ def test_failed_training_records_exit_code_and_stderr(
 
 
 def test_cancel_stops_running_job(start_server, long_train_config, process_is_running):
-    server = start_server("--cancel-grace-seconds", "5")
+    # Outside pytest, mlx-train restarts itself (same pid) before training.
+    server = start_server("--cancel-grace-seconds", "5", outside_pytest=True)
     job_id = server.client.post("/v1/jobs", json={"config": long_train_config}).json()[
         "id"
     ]
@@ -216,7 +217,7 @@ def test_shutdown_stops_concurrent_jobs(
 def test_restart_ends_orphan_and_resumes_queue(
     start_server, long_train_config, train_config, process_is_running
 ):
-    server = start_server()
+    server = start_server(outside_pytest=True)
     orphaned_id = server.client.post(
         "/v1/jobs", json={"config": long_train_config}
     ).json()["id"]
@@ -227,7 +228,7 @@ def test_restart_ends_orphan_and_resumes_queue(
     server.kill()
     assert process_is_running(orphaned["pid"])
 
-    restarted = start_server("--cancel-grace-seconds", "5")
+    restarted = start_server("--cancel-grace-seconds", "5", outside_pytest=True)
     failed = restarted.client.get(f"/v1/jobs/{orphaned_id}").json()
     queued = restarted.wait_for_job(queued_id, _is_terminal)
 
