@@ -46,7 +46,6 @@ class TrainerState:
     elapsed_seconds: float = 0.0
     train_loss: float | None = None
     valid_loss: float | None = None
-    rng_key: list[int] | None = None
     baseline_exact_match: float | None = None
 
 

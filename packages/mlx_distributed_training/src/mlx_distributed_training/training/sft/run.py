@@ -75,8 +75,6 @@ def run_training(
         checkpoint = checkpoints.resolve_resume_path(resume_from)
         state = checkpoints.read_trainer_state(checkpoint)
         saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
-        if state.rng_key is not None:
-            mx.random.state[0] = mx.array(state.rng_key, dtype=mx.uint32)
         logger.info("resuming from %s at step %d", checkpoint, state.step)
 
     layout = BatchLayout(

@@ -20,6 +20,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_map
 from mlx_distributed_training.configs.training_config import DistributedTrainingConfig
 from mlx_distributed_training.training.datasets.batching import (
@@ -151,6 +152,10 @@ class Trainer:
 
     def _step(self, indices) -> float:
         """One optimizer step on one global batch; returns its mean token loss."""
+        # Random numbers (dropout) depend only on seed and step, so a resumed
+        # run draws the same ones as an uninterrupted run.
+        step_seed = np.random.SeedSequence([self.config.seed, self.state.step])
+        mx.random.seed(int(step_seed.generate_state(1)[0]))
         local_loss, grads = self._micro_steps(indices)
 
         # Collectives: every rank runs these two in this order on every step.
@@ -206,7 +211,6 @@ class Trainer:
     def _save(self) -> None:
         # Gathering a sharded optimizer state is a collective: all ranks call it.
         optimizer_state = self.optimizer.checkpoint_state()
-        self.state.rng_key = mx.random.state[0].tolist()
         if not self.is_writer:
             return
         path = checkpoints.save_checkpoint(
