@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "-n",
-        "--num-processes",
         type=int,
         default=1,
         metavar="N",
+        dest="num_processes",
         help="Launch N local ranks through mlx.launch (default 1: this process).",
     )
     run.add_argument(
