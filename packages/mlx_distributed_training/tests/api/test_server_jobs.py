@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -15,6 +17,21 @@ def _has_train_metrics(server, job_id: str) -> bool:
         event["type"] == "metrics" and event["data"]["event"] == "train"
         for event in server.all_events(job_id)
     )
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Return the pids of live (not zombie) processes in a process group."""
+    members = []
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        # Fields after the command name: state, ppid, pgrp, ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat_path.parent.name))
+    return members
 
 
 def _wait_for_training(server, job_id: str) -> dict:
@@ -94,6 +111,53 @@ def test_rerun_in_same_output_dir_reports_own_metrics(
             if e["type"] == "metrics" and e["data"]["event"] == "train"
         ]
         assert train_steps == [1, 2, 3]
+
+
+def test_resumed_job_continues_step_numbering(start_server, train_config):
+    server = start_server()
+    first = server.client.post("/v1/jobs", json={"config": train_config()}).json()
+    first = server.wait_for_job(first["id"], _is_terminal)
+
+    created = server.client.post(
+        "/v1/jobs",
+        json={
+            "config": train_config(max_steps=5),
+            "resume_from": first["output_dir"],
+        },
+    )
+    job = server.wait_for_job(created.json()["id"], _is_terminal)
+
+    assert created.status_code == 201
+    assert created.json()["resume_from"] == first["output_dir"]
+    assert job["state"] == "succeeded", job
+    train_steps = [
+        e["data"]["step"]
+        for e in server.all_events(job["id"])
+        if e["type"] == "metrics" and e["data"]["event"] == "train"
+    ]
+    assert train_steps == [4, 5]
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="lists process groups from /proc"
+)
+def test_cancel_stops_every_rank(start_server, long_train_config):
+    server = start_server("--cancel-grace-seconds", "5")
+
+    created = server.client.post(
+        "/v1/jobs", json={"config": long_train_config, "num_processes": 2}
+    )
+    running = _wait_for_training(server, created.json()["id"])
+    # The trainer, mlx.launch and its two ranks share the job's process group.
+    members_while_running = _live_group_members(running["pid"])
+    server.client.post(f"/v1/jobs/{running['id']}/cancel")
+    job = server.wait_for_job(running["id"], _is_terminal, timeout=30)
+
+    assert created.json()["num_processes"] == 2
+    assert running["state"] == "running"
+    assert len(members_while_running) >= 4
+    assert job["state"] == "cancelled"
+    assert _live_group_members(running["pid"]) == []
 
 
 def test_failed_training_records_exit_code_and_stderr(

@@ -235,6 +235,23 @@ def test_server_with_newer_database_exits(tmp_path):
     ) in result.stderr
 
 
+def test_launch_options_are_checked(client, tmp_path):
+    too_few = client.post("/v1/jobs", json={"config": {}, "num_processes": 0})
+    missing = client.post(
+        "/v1/jobs",
+        json={"config": {}, "resume_from": str(tmp_path / "no-such-run")},
+    )
+
+    assert too_few.status_code == 422
+    assert too_few.json()["problems"] == [
+        "body.num_processes: Input should be greater than or equal to 1"
+    ]
+    assert missing.status_code == 422
+    assert missing.json()["problems"] == [
+        f"body.resume_from: Value error, folder {tmp_path / 'no-such-run'} not found"
+    ]
+
+
 def test_second_server_on_same_database_exits(finished_jobs_server):
     result = subprocess.run(
         [

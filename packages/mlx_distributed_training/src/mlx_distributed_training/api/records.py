@@ -39,6 +39,8 @@ class JobRecord:
     config: dict[str, Any]
     job_dir: Path
     output_dir: Path
+    num_processes: int
+    resume_from: Path | None
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -69,6 +71,8 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
         config=json.loads(row["config"]),
         job_dir=Path(row["job_dir"]),
         output_dir=Path(row["output_dir"]),
+        num_processes=row["num_processes"],
+        resume_from=None if row["resume_from"] is None else Path(row["resume_from"]),
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],

@@ -97,7 +97,12 @@ def create_job(body: JobCreate, request: Request) -> JobPublic:
     write_config(job_dir, config)
     try:
         job = _store(request).create_job(
-            job_id, config, job_dir.absolute(), _output_dir(config)
+            job_id,
+            config,
+            job_dir.absolute(),
+            _output_dir(config),
+            num_processes=body.num_processes,
+            resume_from=None if body.resume_from is None else Path(body.resume_from),
         )
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)

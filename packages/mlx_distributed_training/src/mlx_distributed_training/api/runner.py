@@ -160,6 +160,10 @@ class JobRunner:
             "--config",
             str(job.job_dir / CONFIG_FILE_NAME),
         ]
+        if job.num_processes > 1:
+            command += ["-n", str(job.num_processes)]
+        if job.resume_from is not None:
+            command += ["--resume", str(job.resume_from)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         metrics_path = job.output_dir / METRICS_FILE_NAME
         try:

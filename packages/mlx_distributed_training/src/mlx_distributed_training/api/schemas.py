@@ -1,13 +1,18 @@
 """Request and response bodies of the job API."""
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .checkpoints import CheckpointInfo
 from .records import EventRecord, JobRecord
 from .states import JobState
+
+# Upper bound on local ranks per job, as a guard against a typo such as 800.
+MAX_PROCESSES = 64
 
 
 def _timestamp(seconds: float | None) -> datetime | None:
@@ -23,6 +28,30 @@ class JobCreate(BaseModel):
         description="Training config, with the keys of an `mlx-train` YAML file. "
         "`output_dir` defaults to the job's own folder."
     )
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="Local ranks to train with, started through mlx.launch "
+        "(`mlx-train -n`).",
+    )
+    resume_from: str | None = Field(
+        None,
+        description="Run folder or checkpoint folder to continue from "
+        "(`mlx-train --resume`). Step numbering, optimizer state and data "
+        "position continue from its newest checkpoint.",
+    )
+
+    @field_validator("resume_from")
+    @classmethod
+    def _resume_folder_exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not Path(value).is_dir():
+            raise ValueError(f"folder {value} not found")
+        # The trainer runs in the server's working folder too, but an absolute
+        # path keeps the stored job meaningful if that ever changes.
+        return os.path.abspath(value)
 
 
 class JobPublic(BaseModel):
@@ -32,6 +61,8 @@ class JobPublic(BaseModel):
     state: JobState
     config: dict[str, Any]
     output_dir: str
+    num_processes: int
+    resume_from: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -52,6 +83,8 @@ class JobPublic(BaseModel):
             state=job.state,
             config=job.config,
             output_dir=str(job.output_dir),
+            num_processes=job.num_processes,
+            resume_from=None if job.resume_from is None else str(job.resume_from),
             created_at=_timestamp(job.created_at),
             started_at=_timestamp(job.started_at),
             finished_at=_timestamp(job.finished_at),

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     config TEXT NOT NULL,
     job_dir TEXT NOT NULL,
     output_dir TEXT NOT NULL,
+    num_processes INTEGER NOT NULL DEFAULT 1,
+    resume_from TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
@@ -206,7 +208,13 @@ class JobStore:
     # Writes
 
     def create_job(
-        self, job_id: str, config: dict[str, Any], job_dir: Path, output_dir: Path
+        self,
+        job_id: str,
+        config: dict[str, Any],
+        job_dir: Path,
+        output_dir: Path,
+        num_processes: int = 1,
+        resume_from: Path | None = None,
     ) -> JobRecord:
         """Insert a queued job and its first state event.
 
@@ -223,14 +231,17 @@ class JobStore:
             if other is not None:
                 raise OutputDirInUseError(output_dir, other["id"])
             tx.execute(
-                "INSERT INTO jobs (id, state, config, job_dir, output_dir, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, state, config, job_dir, output_dir,"
+                " num_processes, resume_from, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     JobState.QUEUED.value,
                     json.dumps(config),
                     str(job_dir),
                     str(output_dir),
+                    num_processes,
+                    None if resume_from is None else str(resume_from),
                     now,
                 ),
             )
