@@ -20,7 +20,7 @@ def _server_environment(outside_pytest: bool) -> dict[str, str]:
     """Return the environment for a server process.
 
     With `outside_pytest`, PYTEST_CURRENT_TEST is dropped. mlx-train skips its
-    restart with OpenBLAS preloaded when it sees that variable, so without it
+    restart with OpenBLAS preloaded when that variable is set, so without it
     the jobs start exactly as they do for a user, restart included.
     """
     environment = dict(os.environ)
