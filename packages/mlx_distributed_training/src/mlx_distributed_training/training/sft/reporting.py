@@ -121,6 +121,19 @@ class Reporter:
         self.record("eval", metrics)
         self.message(format_eval_line(metrics))
 
+    def report_exact_match(self, step: int, result) -> None:
+        metrics = {
+            "step": step,
+            "exact_match": result.accuracy,
+            "exact_match_correct": result.correct,
+            "exact_match_examples": result.total,
+        }
+        self.record("exact_match", metrics)
+        self.message(
+            f"exact match at step {step}: {result.accuracy:.1%} "
+            f"({result.correct}/{result.total} held-out examples)"
+        )
+
     def close_view(self) -> None:
         if self.view:
             self.view.close()

@@ -212,7 +212,9 @@ class Trainer:
             return None
         chosen = references[: self.config.exact_match_samples]
         with self.collective(f"exact match at step {self.state.step}"):
-            return exact_match(self.model, self.tokenizer, chosen, self.group)
+            result = exact_match(self.model, self.tokenizer, chosen, self.group)
+        self.reporter.report_exact_match(self.state.step, result)
+        return result
 
     def _save(self) -> None:
         # Gathering a sharded optimizer state is a collective: all ranks call it.
