@@ -98,5 +98,5 @@ def _metavar(annotation: typing.Any) -> str:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    """The config fields given as flags, still as text (or bool)."""
+    """Collect the config fields given as flags, still as text (or bool)."""
     return {name: getattr(args, name) for name in CONFIG_FIELDS if hasattr(args, name)}
