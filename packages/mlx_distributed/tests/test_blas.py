@@ -8,6 +8,7 @@ from mlx_distributed.blas import (
     BLAS_ENV_VAR,
     REEXEC_ENV_VAR,
     blas_environment,
+    ensure_fast_blas,
     requested_blas,
 )
 
@@ -20,7 +21,8 @@ _REPORT_SCRIPT = """
 import json, os, sys
 from mlx_distributed.blas import active_blas, ensure_fast_blas
 if "--ensure" in sys.argv:
-    status = ensure_fast_blas()
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    status = ensure_fast_blas(num_threads=threads)
 else:
     status = active_blas()
 import numpy as np
@@ -79,6 +81,18 @@ def test_ensure_fast_blas_reexecutes_with_openblas(cache):
     assert report["summary"].startswith("BLAS: OpenBLAS 0.")
     assert report["matmul_error"] < 1e-3
     assert stderr == ""
+
+
+@linux_only
+def test_ensure_fast_blas_sets_thread_count(cache):
+    report, _ = run_report(dict(os.environ), "--ensure", "1")
+    assert report["summary"].endswith(", 1 thread)")
+
+
+@linux_only
+def test_preloaded_process_changes_thread_count(cache):
+    report, _ = run_report(blas_environment(num_threads=2), "--ensure", "1")
+    assert report["summary"].endswith(", 1 thread)")
 
 
 @linux_only
@@ -166,3 +180,17 @@ def test_invalid_blas_env_var_is_rejected(monkeypatch):
     assert str(error.value) == (
         "MLX_DISTRIBUTED_BLAS is 'fast'; expected one of: openblas, reference"
     )
+
+
+@linux_only
+def test_no_restart_inside_pytest(cache, caplog):
+    if "libopenblas" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("this pytest process was started with OpenBLAS preloaded")
+    status = ensure_fast_blas()
+    # Still running here proves no re-exec happened.
+    assert status.optimized is False
+    assert status.summary() == (
+        "BLAS: reference netlib BLAS (OpenBLAS unavailable: not preloaded, and "
+        "a pytest test is running in this process)"
+    )
+    assert "OpenBLAS unavailable" in caplog.text

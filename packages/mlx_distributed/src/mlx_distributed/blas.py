@@ -99,12 +99,16 @@ def requested_blas(blas: str | None = None) -> str:
     return choice
 
 
-def ensure_fast_blas(blas: str | None = None) -> BlasStatus:
+def ensure_fast_blas(
+    blas: str | None = None, num_threads: int | None = None
+) -> BlasStatus:
     """Make this process use OpenBLAS on Linux, re-executing it if needed.
 
     Call it before any work, since re-executing restarts the program from the
-    beginning with the same arguments (`sys.orig_argv`). Returns the status
-    of the BLAS in use. Where OpenBLAS cannot be used, logs a one-line
+    beginning with the same arguments (`sys.orig_argv`). `num_threads` sets
+    OpenBLAS's thread count (default: one per core); use fewer when several
+    processes share the cores, since OpenBLAS threads busy-wait. Returns the
+    status of the BLAS in use. Where OpenBLAS cannot be used, logs a one-line
     warning and returns the reference BLAS status.
     """
     choice = requested_blas(blas)
@@ -114,35 +118,51 @@ def ensure_fast_blas(blas: str | None = None) -> BlasStatus:
     library = _openblas_path_or_none()
     loaded = library is not None and _is_mapped(library)
     if choice == "reference":
+        how = "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
+        status = _reference_status(f"turned off by {how}")
         if loaded:
             # Inherited from a parent process's environment: start over
             # without the preload so the reference BLAS is really used.
+            reason = _restart_blocker()
+            if reason is not None:
+                logger.warning("Cannot turn OpenBLAS off: %s", reason)
+                return active_blas()
             _reexec(blas_environment(os.environ, blas="reference"))
-        how = "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
-        return _reference_status(f"turned off by {how}")
+        return status
 
     if loaded:
+        if num_threads is not None:
+            _openblas_handle(library).openblas_set_num_threads(num_threads)
         return active_blas()
-    if os.environ.get("PYTEST_CURRENT_TEST"):
-        # Restarting would rerun the whole test session from the start.
-        logger.info("Not restarting with OpenBLAS inside a pytest test")
-        return _reference_status("not restarted inside a pytest test")
-    if sys.argv[0] in ("", "-"):
-        return _fall_back(
-            "a program read from standard input cannot be restarted; start it "
-            "with the environment from blas_environment()"
-        )
+    reason = _restart_blocker()
+    if reason is not None:
+        return _fall_back(f"not preloaded, and {reason}")
     if os.environ.get(REEXEC_ENV_VAR) and library is not None:
         if str(library) in os.environ.get("LD_PRELOAD", ""):
             return _fall_back("the dynamic loader did not preload it")
     try:
-        environment = blas_environment(os.environ, blas="openblas")
+        environment = blas_environment(
+            os.environ, blas="openblas", num_threads=num_threads
+        )
         _check_environment(environment, library)
     except BlasUnavailableError as error:
         return _fall_back(str(error))
     environment[REEXEC_ENV_VAR] = "1"
     _reexec(environment)
     raise AssertionError("unreachable: os.execve returned")
+
+
+def _restart_blocker() -> str | None:
+    """Return why this process cannot be re-executed, or None if it can."""
+    if os.environ.get("PYTEST_CURRENT_TEST"):
+        # Re-executing would rerun the whole test session from the start.
+        return "a pytest test is running in this process"
+    if sys.argv[0] in ("", "-"):
+        return (
+            "a program read from standard input cannot be restarted (start it "
+            "with the environment from blas_environment())"
+        )
+    return None
 
 
 def blas_environment(
@@ -206,17 +226,24 @@ def active_blas() -> BlasStatus:
     library = _openblas_path_or_none()
     if library is None or not _is_mapped(library):
         return _reference_status("MLX's bundled netlib BLAS")
-    handle = ctypes.CDLL(str(library))  # Already loaded: returns its handle.
-    handle.openblas_get_config.restype = ctypes.c_char_p
-    handle.openblas_get_corename.restype = ctypes.c_char_p
+    handle = _openblas_handle(library)
     version = handle.openblas_get_config().decode().split(" ")[:2]
     core = handle.openblas_get_corename().decode()
     threads = handle.openblas_get_num_threads()
     return BlasStatus(
         name=" ".join(version),
-        detail=f"{_OPENBLAS_PACKAGE}, core {core}, {threads} threads",
+        detail=f"{_OPENBLAS_PACKAGE}, core {core}, {threads} thread"
+        + ("" if threads == 1 else "s"),
         optimized=True,
     )
+
+
+def _openblas_handle(library: Path) -> ctypes.CDLL:
+    handle = ctypes.CDLL(str(library))  # Already loaded: returns its handle.
+    handle.openblas_get_config.restype = ctypes.c_char_p
+    handle.openblas_get_corename.restype = ctypes.c_char_p
+    handle.openblas_set_num_threads.argtypes = [ctypes.c_int]
+    return handle
 
 
 def _platform_status() -> BlasStatus:
