@@ -128,7 +128,7 @@ def test_concurrent_imports_produce_one_folder(tmp_path, tiny_gguf):
         output, _ = child.communicate(timeout=120)
         assert child.returncode == 0
         results.append(json.loads(output))
-    # Every process saw the same weights file: nobody replaced another's import.
+    # All processes read the same weights file, so no import replaced another.
     assert {folder for folder, _ in results} == {str(destination)}
     assert len({inode for _, inode in results}) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]

@@ -68,12 +68,12 @@ if not np.allclose(product, a @ b, rtol=1e-4, atol=1e-4):
 
 
 class BlasUnavailableError(RuntimeError):
-    """OpenBLAS cannot be used here; the message says why."""
+    """OpenBLAS cannot be used here, for the reason in the message."""
 
 
 @dataclass(frozen=True)
 class BlasStatus:
-    """Which BLAS MLX uses in this process."""
+    """The BLAS that MLX uses in this process, for the one-line report."""
 
     name: str
     detail: str
@@ -118,8 +118,10 @@ def ensure_fast_blas(
     library = _openblas_path_or_none()
     loaded = library is not None and _is_mapped(library)
     if choice == "reference":
-        how = "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
-        status = _reference_status(f"turned off by {how}")
+        setting = (
+            "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
+        )
+        status = _reference_status(f"turned off by {setting}")
         if loaded:
             # Inherited from a parent process's environment: start over
             # without the preload so the reference BLAS is really used.
@@ -337,7 +339,7 @@ def _gfortran_link_folder_or_none() -> Path | None:
     if _links_match(folder, links):
         return folder
     # Build the links in a staging folder, then rename it into place, so a
-    # concurrent process never sees a partial set.
+    # concurrent process never finds a partial set.
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".links-", dir=folder.parent))

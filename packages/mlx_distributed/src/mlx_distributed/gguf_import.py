@@ -1,6 +1,6 @@
 """Import a GGUF llama-family file into an MLX model folder.
 
-The folder holds what `mlx_lm.load` reads: `config.json` (model_type `llama`),
+The folder contains what `mlx_lm.load` reads: `config.json` (model_type `llama`),
 `model.safetensors` with float weights in Hugging Face names and layout, and
 the tokenizer files written by `gguf_tokenizer`. Quantized GGUF tensors are
 dequantized because MLX's quantized matmul is far too slow to train with on a
@@ -196,7 +196,7 @@ def convert_weights(
 def undo_rotary_interleave(tensor: mx.array, num_heads: int) -> mx.array:
     """Reorder q/k projection rows from interleaved to split-half rotary order.
 
-    Within each head, GGUF row `2 * i + j` (pair i, member j) holds the
+    Within each head, GGUF row `2 * i + j` (pair i, member j) is the
     Hugging Face row `j * head_dim / 2 + i`. Works for weights (2-D) and
     biases (1-D).
     """
@@ -300,7 +300,7 @@ class _MetadataReader:
         if isinstance(value, mx.array) and value.size == 1:
             if value.dtype == mx.float32:
                 # The shortest text that reads back as the same float32, so
-                # config.json says 1e-05 rather than 9.999999747378752e-06.
+                # config.json shows 1e-05 rather than 9.999999747378752e-06.
                 return float(str(np.float32(value.item())))
             return float(value.item())
         raise GGUFImportError(

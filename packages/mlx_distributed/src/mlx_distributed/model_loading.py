@@ -52,7 +52,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def cache_dir() -> Path:
-    """Return the folder that holds imported models."""
+    """Return the folder that contains imported models."""
     return cache_root() / "models"
 
 
