@@ -1,0 +1,93 @@
+"""`mlx-train export`: fuse a trained adapter into a standalone model folder.
+
+The folder loads with `mlx_lm.load` and with the inference package's
+`load_model`, like any MLX model folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import yaml
+from mlx_distributed_training.cli.render import show_error, show_message
+from mlx_distributed_training.training.sft.checkpoints import (
+    ADAPTER_CONFIG_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlx-train export",
+        description="Fuse an adapter (or fully fine-tuned weights) into a model "
+        "folder that mlx_lm.load and mlx_distributed.load_model can load.",
+    )
+    parser.add_argument(
+        "--adapter",
+        required=True,
+        metavar="DIR",
+        help="A run's adapter/ or model/ folder, or one of its checkpoints.",
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="DIR", help="Folder to write the model to."
+    )
+    parser.add_argument(
+        "--model",
+        metavar="REF",
+        help="Base model; default: the model named in the adapter's config.yaml.",
+    )
+    return parser
+
+
+def base_model_of(adapter_dir: Path) -> str | None:
+    config_path = adapter_dir / CONFIG_FILE
+    if not config_path.is_file():
+        return None
+    return (yaml.safe_load(config_path.read_text()) or {}).get("model")
+
+
+def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> Path:
+    """Load the base model, apply and fuse the adapter, save to `output_dir`."""
+    from mlx.utils import tree_unflatten
+    from mlx_distributed import load_model, resolve_model_path
+    from mlx_lm.tuner.utils import load_adapters
+    from mlx_lm.utils import load_config, save
+
+    for name in (ADAPTER_CONFIG_FILE, WEIGHTS_FILE):
+        if not (adapter_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{adapter_dir / name} not found; is it an adapter?"
+            )
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"output folder {output_dir} exists and is not empty")
+
+    reference = model_ref if model_ref is not None else base_model_of(adapter_dir)
+    model_path = resolve_model_path(reference)
+    model, tokenizer = load_model(str(model_path))
+    load_adapters(model, str(adapter_dir))
+    fused = [
+        (name, m.fuse()) for name, m in model.named_modules() if hasattr(m, "fuse")
+    ]
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+    save(output_dir, model_path, model, tokenizer, load_config(model_path))
+    settings = json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text())
+    logger.info("fused %s adapter into %s", settings.get("fine_tune_type"), output_dir)
+    return output_dir
+
+
+def export_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        path = export_model(Path(args.adapter), Path(args.output), args.model)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        show_error(str(error))
+        return 1
+    show_message(f"exported model to {path}")
+    return 0

@@ -1,0 +1,71 @@
+"""`mlx-train`: fine-tune a model, or `mlx-train export` to fuse an adapter."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from mlx_distributed_training.cli.arguments import build_parser, config_overrides
+from mlx_distributed_training.cli.render import ConsoleView, show_error, show_summary
+from mlx_distributed_training.configs.training_config import (
+    ConfigError,
+    load_config,
+)
+from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.sft.checkpoints import (
+    CONFIG_FILE,
+    resolve_resume_path,
+)
+from mlx_distributed_training.training.sft.trainer import TrainingDivergedError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def resolve_config(args):
+    """Defaults < --config file (or the resumed run's config) < flags."""
+    overrides = config_overrides(args)
+    config_path = args.config
+    resume_from = None
+    if args.resume:
+        resume_from = resolve_resume_path(Path(args.resume))
+        if config_path is None:
+            config_path = resume_from / CONFIG_FILE
+    return load_config(config_path, overrides, overrides_are_text=True), resume_from
+
+
+def train_main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config, resume_from = resolve_config(args)
+    except (ConfigError, FileNotFoundError) as error:
+        show_error(str(error))
+        return EXIT_USAGE
+
+    from mlx_distributed_training.training.sft.run import run_training
+
+    try:
+        result = run_training(config, resume_from, view=ConsoleView())
+    except (ConfigError, DataError, TrainingDivergedError) as error:
+        show_error(str(error))
+        return EXIT_FAILED
+    show_summary(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        from mlx_distributed_training.cli.export import export_main
+
+        return export_main(argv[1:])
+    return train_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Load the train, valid and test splits of a run, encoded and checked."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlx_distributed_training.training.datasets.encode import (
+    ChatEncoder,
+    EncodedExample,
+    Reference,
+    truncate,
+)
+from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.datasets.formats import parse_split
+from mlx_distributed_training.training.datasets.records import read_splits
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """One encoded split and the exact-match references found in it."""
+
+    name: str
+    data_format: str
+    examples: list[EncodedExample]
+    references: list[Reference] = field(default_factory=list)
+    truncated: int = 0
+
+    @property
+    def target_count(self) -> int:
+        return sum(example.target_count for example in self.examples)
+
+
+@dataclass
+class TrainingData:
+    """All splits of a run; `valid` and `test` may be missing."""
+
+    train: SplitData
+    valid: SplitData | None
+    test: SplitData | None
+
+    def held_out_references(self) -> list[Reference]:
+        """References for exact-match scoring: test if it has any, else valid."""
+        for split in (self.test, self.valid):
+            if split is not None and split.references:
+                return split.references
+        return []
+
+
+def encode_split(
+    name: str,
+    records: list[Any],
+    encoder: ChatEncoder,
+    max_seq_length: int,
+) -> SplitData:
+    data_format, examples = parse_split(records)
+    if data_format != "text" and not encoder.has_chat_template:
+        if data_format not in ("completions", "alpaca"):
+            raise DataError(
+                examples[0].location,
+                f"{data_format} data needs a model with a chat template, and this "
+                "model's tokenizer has none",
+            )
+    split = SplitData(name, data_format, [])
+    for example in examples:
+        encoded = encoder.encode(example)
+        if encoded.target_count == 0:
+            raise DataError(
+                example.location,
+                "example has no loss-bearing token (no assistant turn to learn "
+                "from); add an assistant reply or set mask_prompt to false",
+            )
+        encoded, was_cut = truncate(encoded, max_seq_length)
+        split.truncated += was_cut
+        split.examples.append(encoded)
+        if example.messages is not None:
+            reference = encoder.reference(example)
+            if reference is not None:
+                split.references.append(reference)
+    if split.truncated:
+        logger.warning(
+            "%s split: %d of %d examples were longer than max_seq_length (%d) "
+            "and were truncated",
+            name,
+            split.truncated,
+            len(split.examples),
+            max_seq_length,
+        )
+    return split
+
+
+def pack_examples(
+    examples: list[EncodedExample], row_length: int, seed: int
+) -> list[EncodedExample]:
+    """Concatenate shuffled examples into rows of at most `row_length` tokens.
+
+    NOTE: tokens of a packed row attend to earlier examples in the same row,
+    because the model's causal mask has no per-example boundaries; the loss
+    still counts only each example's own targets.
+    """
+    order = np.random.default_rng(seed).permutation(len(examples))
+    rows: list[EncodedExample] = []
+    tokens: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    length = 0
+
+    def close_row() -> None:
+        rows.append(
+            EncodedExample(
+                np.concatenate(tokens),
+                np.concatenate(masks),
+                f"packed row {len(rows)}",
+            )
+        )
+
+    for index in order:
+        example = examples[index]
+        if length and length + len(example.tokens) > row_length:
+            close_row()
+            tokens, masks, length = [], [], 0
+        tokens.append(example.tokens)
+        # The first token of each example is predicted from the previous
+        # example's last token, which teaches nothing, so it is never a target.
+        mask = example.loss_mask.copy()
+        mask[0] = False
+        masks.append(mask)
+        length += len(example.tokens)
+    if tokens:
+        close_row()
+    return rows
+
+
+def load_training_data(
+    data: str | Path,
+    tokenizer: Any,
+    *,
+    max_seq_length: int,
+    mask_prompt: bool = True,
+) -> TrainingData:
+    """Read, validate, encode and truncate every split found at `data`."""
+    raw = read_splits(data)
+    encoder = ChatEncoder(tokenizer, mask_prompt=mask_prompt)
+    splits = {
+        name: encode_split(name, records, encoder, max_seq_length)
+        for name, records in raw.items()
+    }
+    return TrainingData(splits["train"], splits.get("valid"), splits.get("test"))

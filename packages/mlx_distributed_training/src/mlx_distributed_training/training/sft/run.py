@@ -1,0 +1,153 @@
+"""Set up and run one training run on this rank, from config to saved result."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlx.core as mx
+from mlx_distributed_training.configs.training_config import (
+    DistributedTrainingConfig,
+    save_config,
+)
+from mlx_distributed_training.quickstart import DATA_DIR as QUICKSTART_DATA
+from mlx_distributed_training.training.datasets.batching import BatchLayout
+from mlx_distributed_training.training.datasets.loading import load_training_data
+from mlx_distributed_training.training.distributed.group import init_group
+from mlx_distributed_training.training.optimizers.distributed_adamw import (
+    DistributedAdamW,
+)
+from mlx_distributed_training.training.sft import checkpoints
+from mlx_distributed_training.training.sft.model_setup import prepare_model
+from mlx_distributed_training.training.sft.reporting import ProgressView, Reporter
+from mlx_distributed_training.training.sft.schedule import build_schedule
+from mlx_distributed_training.training.sft.trainer import (
+    Trainer,
+    TrainResult,
+    plan_total_steps,
+)
+from mlx_distributed_training.training.utils.atomic import write_folder_atomic
+
+logger = logging.getLogger(__name__)
+
+
+def default_output_dir() -> str:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / stamp)
+
+
+def load_base_model(reference: str | None):
+    """Load the model to fine-tune through the inference package's public API."""
+    from mlx_distributed import load_model
+
+    return load_model(reference)
+
+
+def run_training(
+    config: DistributedTrainingConfig,
+    resume_from: Path | None = None,
+    view: ProgressView | None = None,
+    group: mx.distributed.Group | None = None,
+    heartbeat: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train on this rank as `config` says; rank 0 writes every file."""
+    started = time.perf_counter()
+    group = group or init_group(config.backend)
+    is_writer = group.rank() == 0
+    run_dir = Path(config.output_dir or default_output_dir())
+
+    mx.random.seed(config.seed)
+    model, tokenizer = load_base_model(config.model)
+    adapter_settings = prepare_model(model, config)
+    data = load_training_data(
+        config.data or QUICKSTART_DATA,
+        tokenizer,
+        max_seq_length=config.max_seq_length,
+        mask_prompt=config.mask_prompt,
+    )
+
+    state = None
+    saved_optimizer_state = None
+    if resume_from is not None:
+        checkpoint = checkpoints.resolve_resume_path(resume_from)
+        state = checkpoints.read_trainer_state(checkpoint)
+        saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
+        if state.rng_key is not None:
+            mx.random.state[0] = mx.array(state.rng_key, dtype=mx.uint32)
+        logger.info("resuming from %s at step %d", checkpoint, state.step)
+
+    layout = BatchLayout(
+        config.micro_batch_size,
+        config.gradient_accumulation_steps,
+        group.size(),
+        group.rank(),
+    )
+    total_steps = plan_total_steps(config, layout, data)
+    optimizer = DistributedAdamW(
+        learning_rate=build_schedule(config, total_steps),
+        weight_decay=config.weight_decay,
+        group=group,
+        shard_state=config.shard_optimizer_state,
+    )
+    if saved_optimizer_state is not None:
+        optimizer.init(model.trainable_parameters())
+        optimizer.load_checkpoint_state(saved_optimizer_state)
+
+    reporter = Reporter(
+        run_dir if is_writer else None, config, view if is_writer else None
+    )
+    if is_writer:
+        save_config(config, run_dir / "config.yaml")
+    trainer = Trainer(
+        config,
+        model,
+        tokenizer,
+        data,
+        group,
+        optimizer,
+        reporter,
+        adapter_settings,
+        run_dir,
+        heartbeat=heartbeat,
+    )
+    try:
+        result = trainer.run(state)
+        reporter.close_view()
+
+        # Save the result.
+        kind = "model" if config.fine_tune_type == "full" else "adapter"
+        result.output_path = run_dir / kind
+        result.wall_seconds = time.perf_counter() - started
+        summary = summary_metrics(result)
+        if is_writer:
+            write_folder_atomic(
+                result.output_path,
+                lambda folder: checkpoints.write_result_folder(
+                    folder, model, adapter_settings, config, {"metrics.json": summary}
+                ),
+            )
+            reporter.record("summary", summary)
+    finally:
+        reporter.close()
+    return result
+
+
+def summary_metrics(result: TrainResult) -> dict:
+    before, after = result.exact_match_before, result.exact_match_after
+    return {
+        "step": result.state.step,
+        "total_steps": result.total_steps,
+        "trained_tokens": result.state.trained_tokens,
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_gb": result.peak_memory_gb,
+        "wall_seconds": result.wall_seconds,
+        "final_train_loss": result.state.train_loss,
+        "final_valid_loss": result.final_valid_loss,
+        "exact_match_before": before.accuracy if before else None,
+        "exact_match_after": after.accuracy if after else None,
+        "exact_match_examples": after.total if after else 0,
+        "baseline_exact_match": result.state.baseline_exact_match,
+    }

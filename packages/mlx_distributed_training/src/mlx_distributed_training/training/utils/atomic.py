@@ -1,0 +1,91 @@
+"""Atomic writes: a reader sees the old content or the new one, never a mix.
+
+Each helper writes into a temporary sibling first, flushes it to disk and then
+renames it over the target. A crash or SIGKILL part-way leaves only a temporary
+name behind (starting with ".tmp-"), which readers ignore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace the file at `path` with `data` in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace the file at `path` with `text` (UTF-8) in one rename."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Replace the file at `path` with `value` as indented JSON."""
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
+    """Create folder `path` by filling a temporary folder and renaming it.
+
+    `fill` receives the temporary folder and writes every file into it. If
+    `path` already exists it is replaced as a whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + path.name + "-", dir=path.parent))
+    try:
+        fill(temp)
+        for file in temp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb") as handle:
+                    os.fsync(handle.fileno())
+        if path.exists():
+            # Two renames keep a whole folder at some name at every moment.
+            retired = path.with_name(f"{TEMP_PREFIX}old-{path.name}")
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(path, retired)
+            os.replace(temp, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a folder by first renaming it to a temporary name, then removing it."""
+    if not path.exists():
+        return
+    retired = path.with_name(f"{TEMP_PREFIX}removed-{path.name}")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.replace(path, retired)
+    shutil.rmtree(retired, ignore_errors=True)
