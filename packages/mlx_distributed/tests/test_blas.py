@@ -7,6 +7,7 @@ import pytest
 from mlx_distributed.blas import (
     BLAS_ENV_VAR,
     REEXEC_ENV_VAR,
+    BlasUnavailableError,
     blas_environment,
     ensure_fast_blas,
     requested_blas,
@@ -64,6 +65,12 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_DISTRIBUTED_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(BLAS_ENV_VAR, raising=False)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def not_preloaded():
+    if "libopenblas" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("this pytest process was started with OpenBLAS preloaded")
 
 
 @linux_only
@@ -170,7 +177,9 @@ def test_missing_gfortran_links_fall_back_with_warning(tmp_path):
 def test_invalid_blas_choice_is_rejected():
     with pytest.raises(ValueError) as error:
         requested_blas("mkl")
-    assert str(error.value) == "blas is 'mkl'; expected one of: openblas, reference"
+    assert str(error.value) == (
+        "blas is 'mkl'; expected one of: auto, openblas, reference"
+    )
 
 
 def test_invalid_blas_env_var_is_rejected(monkeypatch):
@@ -178,14 +187,12 @@ def test_invalid_blas_env_var_is_rejected(monkeypatch):
     with pytest.raises(ValueError) as error:
         requested_blas()
     assert str(error.value) == (
-        "MLX_DISTRIBUTED_BLAS is 'fast'; expected one of: openblas, reference"
+        "MLX_DISTRIBUTED_BLAS is 'fast'; expected one of: auto, openblas, reference"
     )
 
 
 @linux_only
-def test_no_restart_inside_pytest(cache, caplog):
-    if "libopenblas" in os.environ.get("LD_PRELOAD", ""):
-        pytest.skip("this pytest process was started with OpenBLAS preloaded")
+def test_no_restart_inside_pytest(cache, caplog, not_preloaded):
     status = ensure_fast_blas()
     # Still running here proves no re-exec happened.
     assert status.optimized is False
@@ -194,3 +201,18 @@ def test_no_restart_inside_pytest(cache, caplog):
         "a pytest test is running in this process)"
     )
     assert "OpenBLAS unavailable" in caplog.text
+
+
+@linux_only
+def test_explicit_openblas_raises_when_unavailable(cache, not_preloaded):
+    with pytest.raises(BlasUnavailableError) as error:
+        ensure_fast_blas("openblas")
+    assert str(error.value) == (
+        "OpenBLAS unavailable: not preloaded, and a pytest test is running in "
+        "this process"
+    )
+
+
+def test_default_choice_is_auto(monkeypatch):
+    monkeypatch.delenv(BLAS_ENV_VAR, raising=False)
+    assert requested_blas() == "auto"

@@ -39,7 +39,9 @@ from mlx_distributed.user_cache import cache_root
 logger = logging.getLogger(__name__)
 
 BLAS_ENV_VAR = "MLX_DISTRIBUTED_BLAS"
-BLAS_CHOICES = ("openblas", "reference")
+# auto: OpenBLAS where it works, else a warning and the reference BLAS.
+# openblas: OpenBLAS or an error. reference: MLX's own reference BLAS.
+BLAS_CHOICES = ("auto", "openblas", "reference")
 # Set in the environment of a process re-executed by ensure_fast_blas, so the
 # new process can tell a failed preload from a first start.
 REEXEC_ENV_VAR = "MLX_DISTRIBUTED_BLAS_REEXEC"
@@ -86,11 +88,11 @@ class BlasStatus:
 
 def requested_blas(blas: str | None = None) -> str:
     """Return the BLAS choice from `blas`, else `$MLX_DISTRIBUTED_BLAS`, else
-    `openblas`, raising ValueError for a value outside BLAS_CHOICES."""
+    `auto`, raising ValueError for a value outside BLAS_CHOICES."""
     if blas is not None:
         source, value = "blas", blas
     else:
-        source, value = BLAS_ENV_VAR, os.environ.get(BLAS_ENV_VAR, "openblas")
+        source, value = BLAS_ENV_VAR, os.environ.get(BLAS_ENV_VAR, "auto")
     choice = value.strip().lower()
     if choice not in BLAS_CHOICES:
         raise ValueError(
@@ -108,8 +110,9 @@ def ensure_fast_blas(
     beginning with the same arguments (`sys.orig_argv`). `num_threads` sets
     OpenBLAS's thread count (default: one per core); use fewer when several
     processes share the cores, since OpenBLAS threads busy-wait. Returns the
-    status of the BLAS in use. Where OpenBLAS cannot be used, logs a one-line
-    warning and returns the reference BLAS status.
+    status of the BLAS in use. Where OpenBLAS cannot be used, `auto` logs a
+    one-line warning and returns the reference BLAS status, and `openblas`
+    raises BlasUnavailableError.
     """
     choice = requested_blas(blas)
     if not sys.platform.startswith("linux"):
@@ -136,19 +139,26 @@ def ensure_fast_blas(
         if num_threads is not None:
             _openblas_handle(library).openblas_set_num_threads(num_threads)
         return active_blas()
+
+    def unavailable(reason: str) -> BlasStatus:
+        if choice == "openblas":
+            raise BlasUnavailableError(f"OpenBLAS unavailable: {reason}")
+        return _fall_back(reason)
+
     reason = _restart_blocker()
     if reason is not None:
-        return _fall_back(f"not preloaded, and {reason}")
+        return unavailable(f"not preloaded, and {reason}")
     if os.environ.get(REEXEC_ENV_VAR) and library is not None:
         if str(library) in os.environ.get("LD_PRELOAD", ""):
-            return _fall_back("the dynamic loader did not preload it")
+            return unavailable("the dynamic loader did not preload it")
     try:
         environment = blas_environment(
             os.environ, blas="openblas", num_threads=num_threads
         )
         _check_environment(environment, library)
     except BlasUnavailableError as error:
-        return _fall_back(str(error))
+        return unavailable(str(error))
+    environment[BLAS_ENV_VAR] = choice
     environment[REEXEC_ENV_VAR] = "1"
     _reexec(environment)
     raise AssertionError("unreachable: os.execve returned")
@@ -175,12 +185,13 @@ def blas_environment(
 ) -> dict[str, str]:
     """Return a copy of `base` (default `os.environ`) for a new MLX process.
 
-    With `openblas`, OpenBLAS is put first in `LD_PRELOAD` and the gfortran
-    link folder first in `LD_LIBRARY_PATH`; with `reference`, both are taken
-    out. `MLX_DISTRIBUTED_BLAS` is set to the choice so the child's own
-    `ensure_fast_blas()` agrees, and `num_threads` sets OPENBLAS_NUM_THREADS
-    (useful when several ranks share one machine's cores). Raises
-    BlasUnavailableError if OpenBLAS is requested but its files are missing.
+    With `auto` or `openblas`, OpenBLAS is put first in `LD_PRELOAD` and the
+    gfortran link folder first in `LD_LIBRARY_PATH`. With `reference`, both
+    are taken out. `MLX_DISTRIBUTED_BLAS` is set to the choice so the child's
+    own `ensure_fast_blas()` agrees, and `num_threads` sets
+    OPENBLAS_NUM_THREADS (useful when several ranks share one machine's
+    cores). Where OpenBLAS cannot be preloaded, `auto` leaves it out and
+    `openblas` raises BlasUnavailableError.
     """
     environment = dict(os.environ if base is None else base)
     choice = requested_blas(blas if blas is not None else environment.get(BLAS_ENV_VAR))
@@ -203,22 +214,28 @@ def blas_environment(
     search = [
         p for p in _split_paths(environment.get("LD_LIBRARY_PATH")) if p != str(links)
     ]
-    if choice == "openblas":
-        if library is None:
-            raise BlasUnavailableError(
-                f"the {_OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
-            )
-        if any(c in str(library) for c in ": "):
-            raise BlasUnavailableError(
-                f"its path {library} contains a colon or space, which "
-                "LD_PRELOAD cannot express"
-            )
+    problem = _preload_problem(library)
+    if choice == "openblas" and problem is not None:
+        raise BlasUnavailableError(problem)
+    if choice != "reference" and problem is None:
         preload.insert(0, str(library))
         if links is not None:
             search.insert(0, str(links))
     _set_paths(environment, "LD_PRELOAD", preload)
     _set_paths(environment, "LD_LIBRARY_PATH", search)
     return environment
+
+
+def _preload_problem(library: Path | None) -> str | None:
+    """Return why `library` cannot go into LD_PRELOAD, or None if it can."""
+    if library is None:
+        return f"the {_OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
+    if any(character in str(library) for character in ": "):
+        return (
+            f"its path {library} contains a colon or space, which LD_PRELOAD "
+            "cannot express"
+        )
+    return None
 
 
 def active_blas() -> BlasStatus:
