@@ -284,6 +284,9 @@ def _fall_back(reason: str) -> BlasStatus:
     return _reference_status(f"OpenBLAS unavailable: {reason}")
 
 
+# NOTE: cmeel-openblas 0.3.31's x86_64 library is built for SKYLAKEX only (no
+# runtime kernel choice), so on CPUs without AVX-512 this check is expected to
+# fail and `auto` to keep the reference BLAS. Untested on such a CPU.
 def _check_environment(environment: dict[str, str], library: Path | None) -> None:
     try:
         result = subprocess.run(
