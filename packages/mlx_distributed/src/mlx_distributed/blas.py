@@ -5,11 +5,8 @@ float32 matmul there runs about 30x slower than numpy's. MLX calls the
 standard `cblas_*` names, so preloading OpenBLAS (`LD_PRELOAD`) before the
 process starts makes the dynamic loader resolve them to OpenBLAS instead.
 
-OpenBLAS comes from the `cmeel-openblas` wheel. That library needs
-`libgfortran.so.5`, which a fresh Linux machine may lack, while `mlx-cpu`
-bundles a gfortran under a hashed file name. A folder in the user cache with
-links under the names the loader looks for, added to `LD_LIBRARY_PATH`,
-makes it resolvable.
+OpenBLAS comes from the `cmeel-openblas` wheel, and `blas_libraries` makes
+its `libgfortran.so.5` dependency resolvable on machines without one.
 
 `ensure_fast_blas()` is called first thing by command-line entry points: it
 re-executes the process with that environment, after a child process has
@@ -22,19 +19,20 @@ macOS MLX uses Accelerate and Metal, and nothing is changed.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from mlx_distributed.user_cache import cache_root
+from mlx_distributed.blas_libraries import (
+    OPENBLAS_PACKAGE,
+    gfortran_link_folder_or_none,
+    is_mapped,
+    openblas_path_or_none,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +44,6 @@ BLAS_CHOICES = ("auto", "openblas", "reference")
 # new process can tell a failed preload from a first start.
 REEXEC_ENV_VAR = "MLX_DISTRIBUTED_BLAS_REEXEC"
 
-_OPENBLAS_PACKAGE = "cmeel-openblas"
-_OPENBLAS_FILE = "cmeel.prefix/lib/libopenblas.so.0"
-_MLX_CPU_PACKAGE = "mlx-cpu"
 _CHECK_TIMEOUT_S = 120
 
 # Run in a child process with the OpenBLAS environment: exits 0 only if
@@ -118,8 +113,8 @@ def ensure_fast_blas(
     if not sys.platform.startswith("linux"):
         return _platform_status()
 
-    library = _openblas_path_or_none()
-    loaded = library is not None and _is_mapped(library)
+    library = openblas_path_or_none()
+    loaded = library is not None and is_mapped(library)
     if choice == "reference":
         setting = (
             "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
@@ -202,8 +197,8 @@ def blas_environment(
     if not sys.platform.startswith("linux"):
         return environment
 
-    library = _openblas_path_or_none()
-    links = _gfortran_link_folder_or_none()
+    library = openblas_path_or_none()
+    links = gfortran_link_folder_or_none()
     # The loader splits LD_PRELOAD at colons and spaces, LD_LIBRARY_PATH at
     # colons only.
     preload = [
@@ -229,7 +224,7 @@ def blas_environment(
 def _preload_problem(library: Path | None) -> str | None:
     """Return why `library` cannot go into LD_PRELOAD, or None if it can."""
     if library is None:
-        return f"the {_OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
+        return f"the {OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
     if any(character in str(library) for character in ": "):
         return (
             f"its path {library} contains a colon or space, which LD_PRELOAD "
@@ -242,8 +237,8 @@ def active_blas() -> BlasStatus:
     """Return the status of the BLAS that MLX uses in this process."""
     if not sys.platform.startswith("linux"):
         return _platform_status()
-    library = _openblas_path_or_none()
-    if library is None or not _is_mapped(library):
+    library = openblas_path_or_none()
+    if library is None or not is_mapped(library):
         return _reference_status("MLX's bundled netlib BLAS")
     handle = _openblas_handle(library)
     version = handle.openblas_get_config().decode().split(" ")[:2]
@@ -251,7 +246,7 @@ def active_blas() -> BlasStatus:
     threads = handle.openblas_get_num_threads()
     return BlasStatus(
         name=" ".join(version),
-        detail=f"{_OPENBLAS_PACKAGE}, core {core}, {threads} thread"
+        detail=f"{OPENBLAS_PACKAGE}, core {core}, {threads} thread"
         + ("" if threads == 1 else "s"),
         optimized=True,
     )
@@ -314,73 +309,6 @@ def _reexec(environment: dict[str, str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, environment)
-
-
-def _openblas_path_or_none() -> Path | None:
-    try:
-        located = distribution(_OPENBLAS_PACKAGE).locate_file(_OPENBLAS_FILE)
-    except PackageNotFoundError:
-        return None
-    path = Path(str(located))
-    return path if path.is_file() else None
-
-
-def _is_mapped(library: Path) -> bool:
-    """Return whether `library` is loaded into this process."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    return os.path.realpath(library) in maps
-
-
-def _gfortran_link_folder_or_none() -> Path | None:
-    """Return a folder where libgfortran.so.5 resolves to mlx-cpu's copy.
-
-    The links keep the names the loader searches for: `libgfortran.so.5` for
-    OpenBLAS, and the hashed libquadmath name that the gfortran copy needs.
-    Returns None when mlx-cpu bundles no gfortran, leaving the lookup to the
-    system libraries.
-    """
-    try:
-        files = distribution(_MLX_CPU_PACKAGE).files or []
-    except PackageNotFoundError:
-        return None
-    bundled = {Path(str(f.locate())) for f in files if f.parent.name == "mlx_cpu.libs"}
-    gfortran = [p for p in bundled if p.name.startswith("libgfortran")]
-    if not gfortran:
-        return None
-    links = {"libgfortran.so.5": gfortran[0]}
-    links.update({p.name: p for p in bundled if p.name.startswith("libquadmath")})
-
-    # One folder per gfortran copy, since each virtual environment has its own.
-    digest = hashlib.sha256(str(gfortran[0].resolve()).encode()).hexdigest()[:12]
-    folder = cache_root() / "blas" / f"gfortran-links-{digest}"
-    if _links_match(folder, links):
-        return folder
-    # Build the links in a staging folder, then rename it into place, so a
-    # concurrent process never finds a partial set.
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".links-", dir=folder.parent))
-        for name, target in links.items():
-            (staging / name).symlink_to(target.resolve())
-    except OSError as error:
-        logger.debug("Cannot create the gfortran links in %s: %s", folder, error)
-        return None
-    try:
-        os.rename(staging, folder)
-    except OSError:
-        # Another process renamed its identical folder into place first.
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder if _links_match(folder, links) else None
-
-
-def _links_match(folder: Path, links: dict[str, Path]) -> bool:
-    return all(
-        os.path.realpath(folder / name) == str(target.resolve())
-        for name, target in links.items()
-    )
 
 
 def _split_paths(value: str | None, separators: str = ":") -> list[str]:
