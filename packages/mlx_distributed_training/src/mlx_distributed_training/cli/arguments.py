@@ -51,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--blas",
-        choices=("auto", "openblas", "reference"),
+        choices=("openblas", "reference"),
         default=None,
-        help="Linux CPU only: BLAS for MLX; auto (default) loads the bundled "
-        "OpenBLAS when possible, reference keeps MLX's own.",
+        help="Linux CPU only: BLAS behind MLX. openblas (default, or "
+        "$MLX_DISTRIBUTED_BLAS) restarts the process with the bundled OpenBLAS "
+        "preloaded; reference keeps the slow BLAS the MLX wheel links.",
     )
     run.add_argument(
         "--log-level",

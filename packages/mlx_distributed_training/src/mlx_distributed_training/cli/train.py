@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mlx_distributed import ensure_fast_blas
 from mlx_distributed_training.cli.arguments import build_parser, config_overrides
 from mlx_distributed_training.cli.render import ConsoleView, show_error, show_summary
 from mlx_distributed_training.configs.training_config import (
@@ -41,6 +42,8 @@ def train_main(argv: list[str]) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Restarts this process with OpenBLAS preloaded where that helps (Linux).
+    blas = ensure_fast_blas(args.blas)
     try:
         config, resume_from = resolve_config(args)
     except (ConfigError, FileNotFoundError) as error:
@@ -49,8 +52,10 @@ def train_main(argv: list[str]) -> int:
 
     from mlx_distributed_training.training.sft.run import run_training
 
+    view = ConsoleView()
+    view.show_line(blas.summary())
     try:
-        result = run_training(config, resume_from, view=ConsoleView())
+        result = run_training(config, resume_from, view=view)
     except (ConfigError, DataError, TrainingDivergedError) as error:
         show_error(str(error))
         return EXIT_FAILED

@@ -1,0 +1,1 @@
+"""Team boundary checks for this monorepo: ownership of changed paths and imports."""
