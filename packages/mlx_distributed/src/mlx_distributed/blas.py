@@ -161,9 +161,10 @@ def ensure_fast_blas(
 
 def _restart_blocker() -> str | None:
     """Return why this process cannot be re-executed, or None if it can."""
-    if os.environ.get("PYTEST_CURRENT_TEST"):
+    if "_pytest" in sys.modules:
         # Re-executing would rerun the whole test session from the start.
-        return "a pytest test is running in this process"
+        # Programs that tests start as child processes are restarted as usual.
+        return "this process is running pytest"
     if sys.argv[0] in ("", "-"):
         return (
             "a program read from standard input cannot be restarted (start it "
