@@ -96,6 +96,17 @@ def test_same_file_at_another_path_reuses_import(tmp_path, tiny_gguf):
     assert weights.stat().st_ino == inode
 
 
+def test_unwritable_cache_names_the_variable(tmp_path, monkeypatch, tiny_gguf):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("MLX_DISTRIBUTED_CACHE", str(blocked))
+    with pytest.raises(OSError) as error:
+        resolve_model_path(tiny_gguf.path)
+    message = str(error.value)
+    assert message.startswith(f"cannot create the model cache folder {blocked}/models")
+    assert message.endswith("Set MLX_DISTRIBUTED_CACHE to a writable folder")
+
+
 def test_killed_import_leftovers_are_removed(tmp_path, tiny_gguf):
     leftover = tmp_path / ".model.abc123"
     leftover.mkdir()
