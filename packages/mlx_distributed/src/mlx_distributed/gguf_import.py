@@ -73,8 +73,13 @@ def import_gguf(
     if destination.exists():
         raise FileExistsError(f"output folder already exists: {destination}")
 
-    weights, metadata = mx.load(str(source), return_metadata=True)
+    try:
+        weights, metadata = mx.load(str(source), return_metadata=True)
+    except (RuntimeError, ValueError) as error:
+        raise GGUFImportError(f"{source}: cannot be read as GGUF: {error}") from error
     config = build_model_config(metadata, weights, source)
+    dtype_name = str(dtype).removeprefix("mlx.core.")
+    config["torch_dtype"] = dtype_name
     tensors = convert_weights(weights, config, dtype, source)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ def import_gguf(
             "source": str(source.resolve()),
             "source_name": source.name,
             "source_size": source.stat().st_size,
-            "dtype": str(dtype).removeprefix("mlx.core."),
+            "dtype": dtype_name,
         }
         _write_json(staging / IMPORT_RECORD_NAME, record)
         os.rename(staging, destination)
@@ -159,7 +164,6 @@ def build_model_config(
         "mlp_bias": False,
         "bos_token_id": reader.integer("tokenizer.ggml.bos_token_id", default=None),
         "eos_token_id": reader.integer("tokenizer.ggml.eos_token_id", default=None),
-        "torch_dtype": "float32",
     }
     rope_scaling = _rope_scaling(reader, architecture, source)
     if rope_scaling is not None:
