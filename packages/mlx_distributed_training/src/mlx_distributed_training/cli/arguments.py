@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "-n",
-        "--num-processes",
         type=int,
         default=1,
         metavar="N",
+        dest="num_processes",
         help="Launch N local ranks through mlx.launch (default 1: this process).",
     )
     run.add_argument(
@@ -98,5 +98,5 @@ def _metavar(annotation: typing.Any) -> str:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    """The config fields given as flags, still as text (or bool)."""
+    """Collect the config fields given as flags, still as text (or bool)."""
     return {name: getattr(args, name) for name in CONFIG_FIELDS if hasattr(args, name)}

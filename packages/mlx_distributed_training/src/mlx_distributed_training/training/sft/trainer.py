@@ -1,6 +1,6 @@
 """The training loop: micro-steps, gradient averaging, steps, evaluation, saves.
 
-Loss normalisation: every rank knows the whole global batch, so each computes
+Loss normalisation: every rank has the whole global batch, so each computes
 the global number of target tokens without communicating. A rank scales its
 summed loss by `world_size / global_targets`; averaging the gradients over the
 ranks then yields exactly the gradient of the per-token mean over the global
@@ -10,16 +10,19 @@ batch, whatever the split into ranks and micro-steps. This is what makes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_map
 from mlx_distributed_training.configs.training_config import DistributedTrainingConfig
 from mlx_distributed_training.training.datasets.batching import (
@@ -51,7 +54,7 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a finished run did, for the closing summary."""
+    """Outcome of a finished run, for the closing summary."""
 
     state: TrainerState
     total_steps: int
@@ -101,7 +104,7 @@ class Trainer:
         reporter: Reporter,
         adapter_settings: dict,
         run_dir: Path,
-        heartbeat: Callable[[int], None] | None = None,
+        collective: Callable[[str], AbstractContextManager] | None = None,
     ):
         self.config = config
         self.model = model
@@ -112,7 +115,8 @@ class Trainer:
         self.reporter = reporter
         self.adapter_settings = adapter_settings
         self.run_dir = run_dir
-        self.heartbeat = heartbeat or (lambda step: None)
+        # Marks where this rank waits on other ranks, for the watchdog.
+        self.collective = collective or (lambda label: contextlib.nullcontext())
         self.is_writer = group.rank() == 0
         self.layout = BatchLayout(
             config.micro_batch_size,
@@ -151,6 +155,10 @@ class Trainer:
 
     def _step(self, indices) -> float:
         """One optimizer step on one global batch; returns its mean token loss."""
+        # Random numbers (dropout) depend only on seed and step, so a resumed
+        # run draws the same ones as an uninterrupted run.
+        step_seed = np.random.SeedSequence([self.config.seed, self.state.step])
+        mx.random.seed(int(step_seed.generate_state(1)[0]))
         local_loss, grads = self._micro_steps(indices)
 
         # Collectives: every rank runs these two in this order on every step.
@@ -160,9 +168,10 @@ class Trainer:
         grad_norm = optim.clip_grad_norm(grads, max_norm=math.inf)[1]
         if self.config.max_grad_norm is not None:
             grads, _ = optim.clip_grad_norm(grads, self.config.max_grad_norm)
-        # Host waits here: the finiteness check needs the values. They are
-        # identical on every rank, so every rank takes the same branch.
-        mx.eval(loss, grad_norm)
+        # Host waits here, on the all-reduces too: the finiteness check needs
+        # the values. They are identical on every rank, so all take one branch.
+        with self.collective(f"step {self.state.step + 1}"):
+            mx.eval(loss, grad_norm)
         loss_value, norm_value = loss.item(), grad_norm.item()
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             raise TrainingDivergedError(
@@ -180,13 +189,14 @@ class Trainer:
     def _evaluate(self) -> float | None:
         if self.data.valid is None:
             return None
-        loss = validation_loss(
-            self.model,
-            self.data.valid.examples,
-            self.config.micro_batch_size,
-            self.config.eval_max_batches,
-            self.group,
-        )
+        with self.collective(f"validation at step {self.state.step}"):
+            loss = validation_loss(
+                self.model,
+                self.data.valid.examples,
+                self.config.micro_batch_size,
+                self.config.eval_max_batches,
+                self.group,
+            )
         self.reporter.report_eval(
             {
                 "step": self.state.step,
@@ -201,12 +211,16 @@ class Trainer:
         if not references or self.config.exact_match_samples == 0:
             return None
         chosen = references[: self.config.exact_match_samples]
-        return exact_match(self.model, self.tokenizer, chosen, self.group)
+        with self.collective(f"exact match at step {self.state.step}"):
+            result = exact_match(self.model, self.tokenizer, chosen, self.group)
+        self.reporter.report_exact_match(self.state.step, result)
+        return result
 
     def _save(self) -> None:
         # Gathering a sharded optimizer state is a collective: all ranks call it.
-        optimizer_state = self.optimizer.checkpoint_state()
-        self.state.rng_key = mx.random.state[0].tolist()
+        with self.collective(f"checkpoint at step {self.state.step}"):
+            optimizer_state = self.optimizer.checkpoint_state()
+            mx.eval(optimizer_state)
         if not self.is_writer:
             return
         path = checkpoints.save_checkpoint(
@@ -254,14 +268,14 @@ class Trainer:
             result.train_seconds += time.perf_counter() - step_start
             self.state.step += 1
             self.state.trained_tokens += count_targets(examples, indices)
-            window_tokens += sum(len(examples[i].tokens) for i in indices)
-            result.processed_tokens += sum(len(examples[i].tokens) for i in indices)
+            processed = sum(len(examples[i].tokens) for i in indices)
+            window_tokens += processed
+            result.processed_tokens += processed
             self.state.batch_in_epoch += 1
             if self.state.batch_in_epoch >= steps_per_epoch:
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
             self.state.elapsed_seconds = time.perf_counter() - run_start
-            self.heartbeat(self.state.step)
             self.reporter.advance(self.state.step)
 
             # Report.

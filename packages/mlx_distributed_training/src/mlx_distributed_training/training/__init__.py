@@ -1,0 +1,1 @@
+"""Training loop building blocks: optimizers and distributed data parallelism."""

@@ -1,0 +1,1 @@
+"""Process groups, the mlx.launch front end and the collective watchdog."""

@@ -1,0 +1,60 @@
+"""Creation of the process group that every distributed piece receives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import mlx.core as mx
+
+BACKENDS = ("any", "ring", "mpi", "nccl", "jaccl")
+
+# Variables that mlx.launch or mpirun set for the ranks they start. Their
+# presence means this process is one rank of several.
+LAUNCHER_VARIABLES = (
+    "MLX_RANK",
+    "MLX_HOSTFILE",
+    "MLX_WORLD_SIZE",
+    "MLX_JACCL_COORDINATOR",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+)
+
+
+class DistributedBackendError(RuntimeError):
+    """The requested distributed backend could not create a group."""
+
+
+def launched_by_launcher(environ: Mapping[str, str] = os.environ) -> bool:
+    """Return True when a launcher started this process as one of several ranks."""
+    return any(environ.get(name) for name in LAUNCHER_VARIABLES)
+
+
+def init_group(backend: str) -> mx.distributed.Group:
+    """Create the global group for ``backend`` (one of :data:`BACKENDS`).
+
+    ``"any"`` tries every backend MLX has and falls back to a one-process group
+    when no launcher started this process. A named backend, or ``"any"``
+    under a launcher, must succeed, because a rank that silently trained
+    alone would write its own results next to the others'.
+    """
+    if backend not in BACKENDS:
+        raise DistributedBackendError(
+            f"unknown distributed backend {backend!r}; "
+            f"expected one of {', '.join(BACKENDS)}"
+        )
+    strict = backend != "any" or launched_by_launcher()
+    if backend != "any" and not mx.distributed.is_available(backend):
+        raise DistributedBackendError(
+            f"distributed backend {backend!r} is not available: mlx "
+            f"{mx.__version__} cannot load its library or find its hardware; "
+            "choose another backend or 'any'"
+        )
+    try:
+        return mx.distributed.init(strict=strict, backend=backend)
+    except RuntimeError as error:
+        raise DistributedBackendError(
+            f"could not initialize distributed backend {backend!r}: {error}. "
+            "Start the ranks with `mlx-train -n N` or `mlx-train --hostfile "
+            "FILE`, or set backend to 'any' to train in one process"
+        ) from error

@@ -1,0 +1,269 @@
+"""Start the ranks of ``mlx-train -n N`` or ``mlx-train --hostfile FILE``
+through mlx.launch.
+
+The CLI removes ``-n``/``--hostfile`` from its arguments and every rank runs
+the same CLI with the rest. mlx.launch (mlx 0.32) stops the other ranks when
+one fails but itself exits with status 0, so this module reads its
+"Node with rank R exited with code C" warnings to return a non-zero status
+and to name the rank that failed first.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .group import BACKENDS
+from .hostfile import check_backend_matches, load_hostfile
+
+logger = logging.getLogger(__name__)
+
+TRAIN_MODULE = "mlx_distributed_training.cli.train"
+_RANK_EXIT = re.compile(
+    r"Node with rank (?P<rank>\d+) (?:exited with code (?P<code>-?\d+)|was killed)"
+)
+
+
+class LaunchError(ValueError):
+    """Invalid launch arguments, or no mlx.launch to run."""
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Placement of the ranks: ``num_processes`` local ranks or a hostfile."""
+
+    num_processes: int | None = None
+    hostfile: Path | None = None
+
+
+@dataclass(frozen=True)
+class RankFailure:
+    """A rank that mlx.launch reported as failed; ``exit_code`` is None when
+    mlx.launch stopped the rank itself after another rank failed."""
+
+    rank: int
+    exit_code: int | None
+
+
+@dataclass
+class LaunchOutcome:
+    """The status of a launch and the failed ranks, in the order reported."""
+
+    exit_code: int
+    failures: list[RankFailure] = field(default_factory=list)
+
+
+def split_launch_arguments(
+    argv: Sequence[str],
+) -> tuple[LaunchRequest | None, list[str]]:
+    """Remove ``-n N`` and ``--hostfile FILE`` from ``argv``.
+
+    Return the launch request (None when neither option is present) and the
+    arguments every rank receives.
+    """
+    num_processes: int | None = None
+    hostfile: Path | None = None
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        argument = argv[index]
+        name, value, consumed = _option_value(argv, index, ("-n", "--hostfile"))
+        if name is None:
+            rest.append(argument)
+            index += 1
+            continue
+        index += consumed
+        if name == "-n":
+            try:
+                num_processes = int(value)
+            except ValueError:
+                num_processes = 0
+            if num_processes < 1:
+                raise LaunchError(
+                    f"-n expects a positive number of processes, got {value!r}"
+                )
+        else:
+            hostfile = Path(value)
+    if num_processes is not None and hostfile is not None:
+        raise LaunchError(
+            "-n and --hostfile cannot be combined; the hostfile lists every rank"
+        )
+    if num_processes is None and hostfile is None:
+        return None, rest
+    return LaunchRequest(num_processes=num_processes, hostfile=hostfile), rest
+
+
+def rank_environment() -> dict[str, str]:
+    """Return the environment variables that every rank starts with."""
+    # TODO: merge in the BLAS settings from mlx_distributed's BLAS helper
+    # (an OpenBLAS LD_PRELOAD and thread counts) once it exists. Until then
+    # every rank uses the reference BLAS that the mlx CPU wheel links.
+    return {}
+
+
+def mlx_launch_command() -> list[str]:
+    """Return the command that starts mlx.launch from this environment."""
+    beside_python = Path(sys.executable).parent / "mlx.launch"
+    if beside_python.exists():
+        return [str(beside_python)]
+    found = shutil.which("mlx.launch")
+    if found:
+        return [found]
+    raise LaunchError(
+        "mlx.launch was not found next to the Python interpreter or on PATH; "
+        "install mlx >= 0.29 in this environment"
+    )
+
+
+def build_launch_command(
+    rank_command: Sequence[str],
+    request: LaunchRequest,
+    backend: str,
+    env: Mapping[str, str],
+    *,
+    starting_port: int | None = None,
+) -> list[str]:
+    """Build the mlx.launch command line that runs ``rank_command`` on every
+    rank of ``request`` with ``backend`` and the variables in ``env``."""
+    if backend not in BACKENDS:
+        raise LaunchError(
+            f"unknown distributed backend {backend!r}; "
+            f"expected one of {', '.join(BACKENDS)}"
+        )
+    command = mlx_launch_command()
+    if request.hostfile is not None:
+        backend = check_backend_matches(load_hostfile(request.hostfile), backend)
+        command += ["--hostfile", str(request.hostfile)]
+    else:
+        command += ["-n", str(request.num_processes)]
+    if backend != "any":
+        command += ["--backend", backend]
+    if starting_port is not None:
+        command += ["--starting-port", str(starting_port)]
+    for name, value in sorted(env.items()):
+        command += ["--env", f"{name}={value}"]
+    # "--" keeps rank options such as --backend away from mlx.launch's parser.
+    return [*command, "--", *rank_command]
+
+
+def run_launch(command: Sequence[str]) -> LaunchOutcome:
+    """Run an mlx.launch command, pass its output through and return the
+    status of the launch with the ranks that failed."""
+    failures: list[RankFailure] = []
+    # mlx.launch polls its stdin and forwards it to the ranks. An open pipe
+    # without data keeps that poll idle, while end of file makes it spin.
+    process = subprocess.Popen(
+        list(command),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    for line in process.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        match = _RANK_EXIT.search(line)
+        if match:
+            code = match.group("code")
+            failures.append(
+                RankFailure(int(match.group("rank")), int(code) if code else None)
+            )
+    process.stdin.close()
+    launcher_status = process.wait()
+
+    for failure in failures:
+        if failure.exit_code is None:
+            logger.error("rank %d was stopped by mlx.launch", failure.rank)
+        else:
+            logger.error("rank %d exited with code %d", failure.rank, failure.exit_code)
+    if launcher_status != 0:
+        return LaunchOutcome(launcher_status, failures)
+    for failure in failures:
+        if failure.exit_code is not None:
+            return LaunchOutcome(_shell_status(failure.exit_code), failures)
+    return LaunchOutcome(1 if failures else 0, failures)
+
+
+def launch_ranks(
+    rank_command: Sequence[str],
+    request: LaunchRequest,
+    backend: str,
+) -> LaunchOutcome:
+    """Start ``rank_command`` on every rank of ``request`` and wait for all."""
+    starting_port = None
+    if request.hostfile is None and backend in ("any", "ring"):
+        # mlx.launch's default ports are fixed; two local runs would collide.
+        starting_port = find_free_port_range(request.num_processes or 1)
+    command = build_launch_command(
+        rank_command,
+        request,
+        backend,
+        rank_environment(),
+        starting_port=starting_port,
+    )
+    logger.info("starting ranks: %s", " ".join(command))
+    return run_launch(command)
+
+
+def launch_training(
+    rank_argv: Sequence[str], request: LaunchRequest, backend: str
+) -> int:
+    """Run ``mlx-train`` with ``rank_argv`` on every rank; return the exit status."""
+    rank_command = [sys.executable, "-m", TRAIN_MODULE, *rank_argv]
+    return launch_ranks(rank_command, request, backend).exit_code
+
+
+def find_free_port_range(count: int, attempts: int = 50) -> int:
+    """Return the first of ``count`` consecutive loopback ports that are free.
+
+    The ports are free when checked; another process may still take one
+    before the ranks bind it.
+    """
+    for _ in range(attempts):
+        first = random.randint(20000, 60000 - count)
+        if all(_port_is_free(first + offset) for offset in range(count)):
+            return first
+    raise LaunchError(f"found no {count} consecutive free ports on 127.0.0.1")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _shell_status(exit_code: int) -> int:
+    """Map a Popen return code to a shell exit status (signal N gives 128+N)."""
+    return 128 - exit_code if exit_code < 0 else exit_code
+
+
+def _option_value(
+    argv: Sequence[str], index: int, names: tuple[str, ...]
+) -> tuple[str | None, str, int]:
+    """Match ``argv[index]`` against options that take one value.
+
+    Return ``(name, value, arguments consumed)`` or ``(None, "", 0)``. Accepted
+    forms are ``--opt value``, ``--opt=value`` and, for ``-n``, ``-n4``.
+    """
+    argument = argv[index]
+    for name in names:
+        if argument == name:
+            if index + 1 >= len(argv):
+                raise LaunchError(f"{name} expects a value")
+            return name, argv[index + 1], 2
+        if argument.startswith(name + "="):
+            return name, argument[len(name) + 1 :], 1
+        if name == "-n" and argument.startswith("-n") and argument[2:].isdigit():
+            return name, argument[2:], 1
+    return None, "", 0

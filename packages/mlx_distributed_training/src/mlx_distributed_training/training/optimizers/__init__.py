@@ -1,0 +1,1 @@
+"""Optimizers that average gradients and shard their state across ranks."""

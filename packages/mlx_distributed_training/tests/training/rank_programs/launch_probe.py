@@ -1,0 +1,41 @@
+"""Rank program for launcher tests: report what the rank received.
+
+Each rank writes ``rank<R>.json`` in ``--out`` with its rank, the group size,
+its arguments and ``PROBE_VALUE`` from its environment, after one
+``all_sum``. ``--exit-rank``/``--exit-code`` make one rank exit with that
+status afterwards; ``--kill-rank`` makes one rank SIGKILL itself.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+import mlx.core as mx
+from mlx_distributed_training.training.distributed.group import init_group
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--out", required=True)
+parser.add_argument("--exit-rank", type=int, default=-1)
+parser.add_argument("--exit-code", type=int, default=0)
+parser.add_argument("--kill-rank", type=int, default=-1)
+args, extra = parser.parse_known_args()
+
+group = init_group(os.environ.get("PROBE_BACKEND", "any"))
+total = mx.distributed.all_sum(mx.array([1.0]), group=group)
+mx.eval(total)
+report = {
+    "rank": group.rank(),
+    "size": group.size(),
+    "sum": total.item(),
+    "extra": extra,
+    "probe_value": os.environ.get("PROBE_VALUE"),
+}
+with open(os.path.join(args.out, f"rank{group.rank()}.json"), "w") as handle:
+    json.dump(report, handle)
+
+if group.rank() == args.kill_rank:
+    os.kill(os.getpid(), signal.SIGKILL)
+if group.rank() == args.exit_rank:
+    sys.exit(args.exit_code)
