@@ -4,8 +4,9 @@ The folder contains what `mlx_lm.load` reads: `config.json` (model_type `llama`)
 `model.safetensors` with float weights in Hugging Face names and layout, and
 the tokenizer files written by `gguf_tokenizer`. Quantized GGUF tensors are
 dequantized because MLX's quantized matmul is far too slow to train with on a
-Linux CPU, and float32 because MLX hands only float32 matmuls to the CPU BLAS
-(bfloat16 and float16 run its own much slower kernels there).
+Linux CPU. The default dtype is float32 because MLX hands only float32
+matmuls to the CPU BLAS, while bfloat16 and float16 run its own much slower
+kernels there.
 """
 
 from __future__ import annotations
