@@ -3,12 +3,11 @@
 import json
 
 import pytest
-from mlx_lm import generate, load
-
 from mlx_distributed_training.configs.training_config import config_from_mapping
 from mlx_distributed_training.core.integration import TrainingInferenceAdapter
 from mlx_distributed_training.training.datasets.loading import load_training_data
 from mlx_distributed_training.training.sft.run import run_training
+from mlx_lm import generate, load
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,9 @@ def test_written_completions_load_as_training_data(
 ):
     prompts = ["what is May 3", "hello"]
     with TrainingInferenceAdapter.serve_adapter(trained_adapter) as adapter:
-        path = adapter.write_completions(prompts, tmp_path / "train.jsonl", max_tokens=4)
+        path = adapter.write_completions(
+            prompts, tmp_path / "train.jsonl", max_tokens=4
+        )
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [record["prompt"] for record in records] == prompts
     loaded = load_training_data(tmp_path, tiny_tokenizer, max_seq_length=64)

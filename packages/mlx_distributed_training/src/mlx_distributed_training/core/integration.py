@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 from mlx_distributed import ClusterConfig, DistributedInferenceClient
-
 from mlx_distributed_training.training.sft.checkpoints import CONFIG_FILE
 from mlx_distributed_training.training.utils.atomic import write_text_atomic
 
