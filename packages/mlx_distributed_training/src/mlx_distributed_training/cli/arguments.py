@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--blas",
-        choices=("openblas", "reference"),
+        choices=("auto", "openblas", "reference"),
         default=None,
-        help="Linux CPU only: BLAS behind MLX. openblas (default, or "
-        "$MLX_DISTRIBUTED_BLAS) restarts the process with the bundled OpenBLAS "
-        "preloaded; reference keeps the slow BLAS the MLX wheel links.",
+        help="Linux CPU only: BLAS behind MLX. auto (default, or "
+        "$MLX_DISTRIBUTED_BLAS) and openblas restart the process with the bundled "
+        "OpenBLAS preloaded (auto falls back with a warning, openblas fails); "
+        "reference keeps the slow BLAS the MLX wheel links.",
     )
     run.add_argument(
         "--log-level",

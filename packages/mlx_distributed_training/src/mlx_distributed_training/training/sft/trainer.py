@@ -180,8 +180,10 @@ class Trainer:
                 "written for this step. Lower learning_rate or set max_grad_norm, "
                 "then resume from the last checkpoint"
             )
-        self.optimizer.update(self.model, grads)
-        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        # A sharded optimizer state gathers the updated slices from every rank.
+        with self.collective(f"update at step {self.state.step + 1}"):
+            self.optimizer.update(self.model, grads)
+            mx.eval(self.model.trainable_parameters(), self.optimizer.state)
         return loss_value
 
     # -- the run ----------------------------------------------------------
