@@ -3,7 +3,6 @@ import math
 
 import mlx.core as mx
 import pytest
-
 from mlx_distributed_training.configs.training_config import config_from_mapping
 from mlx_distributed_training.training.sft.checkpoints import list_checkpoints
 from mlx_distributed_training.training.sft.run import run_training

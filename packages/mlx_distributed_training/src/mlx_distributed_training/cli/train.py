@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,10 +15,16 @@ from mlx_distributed_training.configs.training_config import (
     load_config,
 )
 from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.distributed.launch import (
+    LaunchError,
+    launch_training,
+    split_launch_arguments,
+)
 from mlx_distributed_training.training.sft.checkpoints import (
     CONFIG_FILE,
     resolve_resume_path,
 )
+from mlx_distributed_training.training.sft.output_dir import default_output_dir
 from mlx_distributed_training.training.sft.trainer import TrainingDivergedError
 
 EXIT_FAILED = 1
@@ -37,29 +44,51 @@ def resolve_config(args):
 
 
 def train_main(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        launch_request, rank_argv = split_launch_arguments(argv)
+    except LaunchError as error:
+        show_error(str(error))
+        return EXIT_USAGE
+    args = build_parser().parse_args(rank_argv)
     logging.basicConfig(
         level=args.log_level, format="%(levelname)s %(name)s: %(message)s"
     )
     # Restarts this process with OpenBLAS preloaded where that helps (Linux).
-    blas = ensure_fast_blas(args.blas)
+    # Launched ranks inherit the resulting environment.
+    try:
+        blas = ensure_fast_blas(args.blas)
+    except (ValueError, RuntimeError) as error:
+        show_error(str(error))
+        return EXIT_USAGE
     try:
         config, resume_from = resolve_config(args)
     except (ConfigError, FileNotFoundError) as error:
         show_error(str(error))
         return EXIT_USAGE
 
+    if launch_request is not None:
+        if config.output_dir is None:
+            # Every rank must agree on the folder, so fix it before launching.
+            rank_argv = [*rank_argv, "--output-dir", default_output_dir()]
+        try:
+            return launch_training(rank_argv, launch_request, config.backend)
+        except LaunchError as error:
+            show_error(str(error))
+            return EXIT_USAGE
+
     from mlx_distributed_training.training.sft.run import run_training
 
-    view = ConsoleView()
-    view.show_line(blas.summary())
+    is_rank_zero = os.environ.get("MLX_RANK", "0") == "0"
+    view = ConsoleView() if is_rank_zero else None
+    if view is not None:
+        view.show_line(blas.summary())
     try:
         result = run_training(config, resume_from, view=view)
     except (ConfigError, DataError, TrainingDivergedError) as error:
         show_error(str(error))
         return EXIT_FAILED
-    show_summary(result)
+    if is_rank_zero:
+        show_summary(result)
     return 0
 
 

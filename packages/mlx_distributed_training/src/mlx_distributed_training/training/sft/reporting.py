@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class ProgressView(Protocol):
-    """Where progress is shown to a person (the CLI's console renderer)."""
+    """Display of progress to a person (the CLI's console renderer)."""
 
     def start(self, total_steps: int, first_step: int) -> None: ...
     def advance(self, step: int) -> None: ...
@@ -33,7 +33,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_train_line(metrics: dict[str, Any], total_steps: int) -> str:
-    """The fixed-format progress line for one train report."""
+    """Format the fixed progress line of one train report."""
     return (
         f"step {metrics['step']}/{total_steps} | loss {metrics['loss']:.3f} | "
         f"lr {metrics['learning_rate']:.1e} | "
@@ -120,6 +120,19 @@ class Reporter:
     def report_eval(self, metrics: dict[str, Any]) -> None:
         self.record("eval", metrics)
         self.message(format_eval_line(metrics))
+
+    def report_exact_match(self, step: int, result) -> None:
+        metrics = {
+            "step": step,
+            "exact_match": result.accuracy,
+            "exact_match_correct": result.correct,
+            "exact_match_examples": result.total,
+        }
+        self.record("exact_match", metrics)
+        self.message(
+            f"exact match at step {step}: {result.accuracy:.1%} "
+            f"({result.correct}/{result.total} held-out examples)"
+        )
 
     def close_view(self) -> None:
         if self.view:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mlx.core as mx
@@ -17,11 +15,13 @@ from mlx_distributed_training.quickstart import DATA_DIR as QUICKSTART_DATA
 from mlx_distributed_training.training.datasets.batching import BatchLayout
 from mlx_distributed_training.training.datasets.loading import load_training_data
 from mlx_distributed_training.training.distributed.group import init_group
+from mlx_distributed_training.training.distributed.watchdog import Watchdog
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
 )
 from mlx_distributed_training.training.sft import checkpoints
 from mlx_distributed_training.training.sft.model_setup import prepare_model
+from mlx_distributed_training.training.sft.output_dir import default_output_dir
 from mlx_distributed_training.training.sft.reporting import ProgressView, Reporter
 from mlx_distributed_training.training.sft.schedule import build_schedule
 from mlx_distributed_training.training.sft.trainer import (
@@ -32,11 +32,6 @@ from mlx_distributed_training.training.sft.trainer import (
 from mlx_distributed_training.training.utils.atomic import write_folder_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def default_output_dir() -> str:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    return str(Path("runs") / stamp)
 
 
 def load_base_model(reference: str | None):
@@ -51,9 +46,8 @@ def run_training(
     resume_from: Path | None = None,
     view: ProgressView | None = None,
     group: mx.distributed.Group | None = None,
-    heartbeat: Callable[[int], None] | None = None,
 ) -> TrainResult:
-    """Train on this rank as `config` says; rank 0 writes every file."""
+    """Train on this rank as configured by `config`; rank 0 writes every file."""
     started = time.perf_counter()
     group = group or init_group(config.backend)
     is_writer = group.rank() == 0
@@ -94,6 +88,7 @@ def run_training(
         optimizer.init(model.trainable_parameters())
         optimizer.load_checkpoint_state(saved_optimizer_state)
 
+    watchdog = Watchdog(group, config.collective_timeout_s)
     reporter = Reporter(
         run_dir if is_writer else None, config, view if is_writer else None
     )
@@ -109,10 +104,11 @@ def run_training(
         reporter,
         adapter_settings,
         run_dir,
-        heartbeat=heartbeat,
+        collective=watchdog.collective,
     )
     try:
-        result = trainer.run(state)
+        with watchdog:
+            result = trainer.run(state)
         reporter.close_view()
 
         # Save the result.

@@ -1,6 +1,6 @@
 """The training loop: micro-steps, gradient averaging, steps, evaluation, saves.
 
-Loss normalisation: every rank knows the whole global batch, so each computes
+Loss normalisation: every rank has the whole global batch, so each computes
 the global number of target tokens without communicating. A rank scales its
 summed loss by `world_size / global_targets`; averaging the gradients over the
 ranks then yields exactly the gradient of the per-token mean over the global
@@ -10,10 +10,12 @@ batch, whatever the split into ranks and micro-steps. This is what makes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +54,7 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a finished run did, for the closing summary."""
+    """Outcome of a finished run, for the closing summary."""
 
     state: TrainerState
     total_steps: int
@@ -102,7 +104,7 @@ class Trainer:
         reporter: Reporter,
         adapter_settings: dict,
         run_dir: Path,
-        heartbeat: Callable[[int], None] | None = None,
+        collective: Callable[[str], AbstractContextManager] | None = None,
     ):
         self.config = config
         self.model = model
@@ -113,7 +115,8 @@ class Trainer:
         self.reporter = reporter
         self.adapter_settings = adapter_settings
         self.run_dir = run_dir
-        self.heartbeat = heartbeat or (lambda step: None)
+        # Marks where this rank waits on other ranks, for the watchdog.
+        self.collective = collective or (lambda label: contextlib.nullcontext())
         self.is_writer = group.rank() == 0
         self.layout = BatchLayout(
             config.micro_batch_size,
@@ -165,9 +168,10 @@ class Trainer:
         grad_norm = optim.clip_grad_norm(grads, max_norm=math.inf)[1]
         if self.config.max_grad_norm is not None:
             grads, _ = optim.clip_grad_norm(grads, self.config.max_grad_norm)
-        # Host waits here: the finiteness check needs the values. They are
-        # identical on every rank, so every rank takes the same branch.
-        mx.eval(loss, grad_norm)
+        # Host waits here, on the all-reduces too: the finiteness check needs
+        # the values. They are identical on every rank, so all take one branch.
+        with self.collective(f"step {self.state.step + 1}"):
+            mx.eval(loss, grad_norm)
         loss_value, norm_value = loss.item(), grad_norm.item()
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             raise TrainingDivergedError(
@@ -176,8 +180,10 @@ class Trainer:
                 "written for this step. Lower learning_rate or set max_grad_norm, "
                 "then resume from the last checkpoint"
             )
-        self.optimizer.update(self.model, grads)
-        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        # A sharded optimizer state gathers the updated slices from every rank.
+        with self.collective(f"update at step {self.state.step + 1}"):
+            self.optimizer.update(self.model, grads)
+            mx.eval(self.model.trainable_parameters(), self.optimizer.state)
         return loss_value
 
     # -- the run ----------------------------------------------------------
@@ -185,13 +191,14 @@ class Trainer:
     def _evaluate(self) -> float | None:
         if self.data.valid is None:
             return None
-        loss = validation_loss(
-            self.model,
-            self.data.valid.examples,
-            self.config.micro_batch_size,
-            self.config.eval_max_batches,
-            self.group,
-        )
+        with self.collective(f"validation at step {self.state.step}"):
+            loss = validation_loss(
+                self.model,
+                self.data.valid.examples,
+                self.config.micro_batch_size,
+                self.config.eval_max_batches,
+                self.group,
+            )
         self.reporter.report_eval(
             {
                 "step": self.state.step,
@@ -206,11 +213,16 @@ class Trainer:
         if not references or self.config.exact_match_samples == 0:
             return None
         chosen = references[: self.config.exact_match_samples]
-        return exact_match(self.model, self.tokenizer, chosen, self.group)
+        with self.collective(f"exact match at step {self.state.step}"):
+            result = exact_match(self.model, self.tokenizer, chosen, self.group)
+        self.reporter.report_exact_match(self.state.step, result)
+        return result
 
     def _save(self) -> None:
         # Gathering a sharded optimizer state is a collective: all ranks call it.
-        optimizer_state = self.optimizer.checkpoint_state()
+        with self.collective(f"checkpoint at step {self.state.step}"):
+            optimizer_state = self.optimizer.checkpoint_state()
+            mx.eval(optimizer_state)
         if not self.is_writer:
             return
         path = checkpoints.save_checkpoint(
@@ -258,14 +270,14 @@ class Trainer:
             result.train_seconds += time.perf_counter() - step_start
             self.state.step += 1
             self.state.trained_tokens += count_targets(examples, indices)
-            window_tokens += sum(len(examples[i].tokens) for i in indices)
-            result.processed_tokens += sum(len(examples[i].tokens) for i in indices)
+            processed = sum(len(examples[i].tokens) for i in indices)
+            window_tokens += processed
+            result.processed_tokens += processed
             self.state.batch_in_epoch += 1
             if self.state.batch_in_epoch >= steps_per_epoch:
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
             self.state.elapsed_seconds = time.perf_counter() - run_start
-            self.heartbeat(self.state.step)
             self.reporter.advance(self.state.step)
 
             # Report.
