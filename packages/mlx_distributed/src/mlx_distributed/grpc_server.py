@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--blas",
         choices=BLAS_CHOICES,
-        help="BLAS for MLX on Linux CPUs (default: $MLX_DISTRIBUTED_BLAS or openblas)",
+        help="BLAS for MLX on Linux CPUs (default: $MLX_DISTRIBUTED_BLAS or auto)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
