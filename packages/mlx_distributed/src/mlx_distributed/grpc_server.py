@@ -14,6 +14,7 @@ import grpc
 
 from mlx_distributed._proto import pipeline_pb2, pipeline_pb2_grpc
 from mlx_distributed.blas import BLAS_CHOICES, ensure_fast_blas
+from mlx_distributed.grpc_limits import GRPC_OPTIONS
 from mlx_distributed.sampling import SamplingSettings
 from mlx_distributed.sessions import (
     SessionLimitError,
@@ -30,14 +31,6 @@ from mlx_distributed.shards import ShardLoadError, ShardSpec
 from mlx_distributed.tensors import from_message, to_message
 
 logger = logging.getLogger(__name__)
-
-# Hidden states of a long prompt can be large: 8 x 4096 positions x 8192
-# bfloat16 values is 512 MiB, so the limit is set well above the default 4 MiB.
-MAX_MESSAGE_BYTES = 1024 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
 
 # Exceptions from the node's work mapped onto gRPC status codes.
 ERROR_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [

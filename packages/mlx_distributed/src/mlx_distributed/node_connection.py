@@ -6,7 +6,7 @@ import time
 import grpc
 
 from mlx_distributed._proto import pipeline_pb2, pipeline_pb2_grpc
-from mlx_distributed.grpc_server import GRPC_OPTIONS
+from mlx_distributed.grpc_limits import GRPC_OPTIONS
 
 # Reconnect quickly after a node restarts; gRPC's default backoff grows to
 # two minutes.
