@@ -183,6 +183,15 @@ def _expire_sessions_forever(node: ShardNode, stop: threading.Event) -> None:
         node.sessions.expire_idle()
 
 
+def _stop_when_parent_exits(parent_pid: int, stop: threading.Event) -> None:
+    # A node started by an orchestrator would otherwise outlive a parent that
+    # was killed before it could stop its nodes.
+    while not stop.wait(1.0):
+        if os.getppid() != parent_pid:
+            logger.warning("parent process %s exited, stopping", parent_pid)
+            stop.set()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlx-dist-node",
@@ -209,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which an unused session's cache is freed",
     )
     parser.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
+    parser.add_argument(
+        "--exit-with-parent",
+        type=int,
+        metavar="PID",
+        help="stop when the process with this id, the parent, exits",
+    )
     parser.add_argument(
         "--blas",
         choices=BLAS_CHOICES,
@@ -237,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(
         target=_expire_sessions_forever, args=(node, stop), daemon=True
     ).start()
+    if args.exit_with_parent:
+        threading.Thread(
+            target=_stop_when_parent_exits,
+            args=(args.exit_with_parent, stop),
+            daemon=True,
+        ).start()
 
     def _handle_signal(signum, _frame):
         logger.info("received signal %s, stopping", signum)

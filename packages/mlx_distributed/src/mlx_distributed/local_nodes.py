@@ -58,6 +58,8 @@ def start_local_node(
         str(port),
         "--port-file",
         str(port_file),
+        "--exit-with-parent",
+        str(os.getpid()),
         *(extra_args or []),
     ]
     try:
