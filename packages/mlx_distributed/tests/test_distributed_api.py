@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 import uvicorn
+from mlx_distributed.blas import blas_environment
 from mlx_distributed.distributed_api import create_app
 from mlx_distributed.distributed_config import ClusterConfig, NodeConfig
 from mlx_distributed.grpc_client import DistributedInferenceClient
@@ -220,7 +221,8 @@ def test_serve_command_survives_node_restart(tmp_path, tiny_model):
         + "".join(f"  - address: {node.address}\n" for node in nodes)
     )
     port = _free_port()
-    env = {**os.environ, "MLX_DIST_PORT": str(port)}
+    # With OpenBLAS preloaded already, the server starts without restarting.
+    env = blas_environment({**os.environ, "MLX_DIST_PORT": str(port)})
     serve = subprocess.Popen(
         [
             sys.executable,
@@ -236,7 +238,7 @@ def test_serve_command_survives_node_restart(tmp_path, tiny_model):
     base_url = f"http://127.0.0.1:{port}"
     body = {"prompt": PROMPT, "max_tokens": 6}
     try:
-        _wait_for_health(base_url, 200)
+        _wait_for_health(base_url, 200, timeout_s=90)
         first = httpx.post(f"{base_url}/v1/completions", json=body, timeout=30)
         assert first.status_code == 200
 
