@@ -91,7 +91,7 @@ def show_summary(result: TrainResult, console: Console | None = None) -> None:
     console.print(table)
     if after is not None and after.samples:
         console.print("samples after training (expected -> generated):")
-        for location, expected, generated in after.samples:
+        for location, expected, generated, _matched in after.samples:
             console.print(
                 f"  {expected!r} -> {generated!r}  ({location})", markup=False
             )
