@@ -78,3 +78,14 @@ def test_lora_targets_flag_takes_comma_list():
         overrides_are_text=True,
     )
     assert config.lora_targets == ("self_attn.q_proj", "mlp.up_proj")
+
+
+def test_non_utf8_file_is_config_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"seed: 1\n\xff\xfe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        "cannot read file: invalid UTF-8 at byte 8, expected UTF-8 text"
+    ]
+    assert str(path) in str(caught.value)

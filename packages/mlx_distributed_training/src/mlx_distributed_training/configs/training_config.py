@@ -366,9 +366,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a mapping, with errors naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"cannot read file: {error.strerror}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        problem = f"cannot read file: invalid UTF-8 at byte {error.start}"
+        raise ConfigError([f"{problem}, expected UTF-8 text"], str(path)) from None
     try:
         if path.suffix == ".json":
             loaded = json.loads(text)
