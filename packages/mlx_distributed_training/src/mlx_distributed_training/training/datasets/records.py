@@ -9,6 +9,7 @@ datasets are read through Hugging Face `datasets`.
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,15 @@ def find_split_file(folder: Path, split: str) -> Path | None:
 
 def read_jsonl(path: Path) -> list[Record]:
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    # Lines are decoded one by one so that bad UTF-8 is reported with its line.
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            location = f"{path}:{line_number}"
+            if line_number == 1:
+                raw_line = raw_line.removeprefix(codecs.BOM_UTF8)
+            line = _decode_line(raw_line, location)
             if not line.strip():
                 continue
-            location = f"{path}:{line_number}"
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
@@ -55,8 +60,25 @@ def read_jsonl(path: Path) -> list[Record]:
     return records
 
 
+def _decode_line(raw_line: bytes, location: str) -> str:
+    try:
+        return raw_line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(location, _bad_utf8_message(error.start)) from None
+
+
+def _bad_utf8_message(byte_in_line: int) -> str:
+    return f"invalid UTF-8 at byte {byte_in_line} of the line; save the file as UTF-8"
+
+
 def read_json_array(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_number = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1)
+        raise DataError(f"{path}:{line_number}", _bad_utf8_message(column)) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:

@@ -1,0 +1,53 @@
+"""Reading raw records from data files: text encoding problems."""
+
+import json
+
+import pytest
+from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.datasets.records import read_splits
+
+
+def test_jsonl_invalid_utf8_names_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == f"{path}:2"
+    assert caught.value.message == (
+        "invalid UTF-8 at byte 13 of the line; save the file as UTF-8"
+    )
+
+
+def test_json_invalid_utf8_names_line(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'[\n{"text": "ok"},\n{"text": "caf\xe9"}\n]\n')
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == f"{path}:3"
+    assert caught.value.message == (
+        "invalid UTF-8 at byte 13 of the line; save the file as UTF-8"
+    )
+
+
+def test_jsonl_byte_order_mark_is_skipped(tmp_path):
+    (tmp_path / "train.jsonl").write_bytes(
+        b'\xef\xbb\xbf{"text": "one"}\n{"text": "two"}\n'
+    )
+    records = read_splits(tmp_path)["train"]
+    assert [record.value for record in records] == [{"text": "one"}, {"text": "two"}]
+
+
+def test_json_byte_order_mark_is_skipped(tmp_path):
+    text = json.dumps([{"text": "one"}])
+    (tmp_path / "train.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    records = read_splits(tmp_path)["train"]
+    assert [record.value for record in records] == [{"text": "one"}]
+
+
+def test_json_invalid_utf8_in_last_byte(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'[{"text": "ok"}]\xe9')
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == f"{path}:1"
+    assert caught.value.message.startswith("invalid UTF-8 at byte 16 of the line")
