@@ -51,3 +51,24 @@ def test_json_invalid_utf8_in_last_byte(tmp_path):
         read_splits(tmp_path)
     assert caught.value.location == f"{path}:1"
     assert caught.value.message.startswith("invalid UTF-8 at byte 16 of the line")
+
+
+def test_jsonl_unpaired_surrogate_names_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "pair \\ud83d\\ude80 ok"}\n{"text": "lone \\ud800"}\n')
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == f"{path}:2"
+    assert caught.value.message == (
+        "invalid JSON string: unpaired surrogate escape \\ud800, "
+        "which is not a Unicode character"
+    )
+
+
+def test_json_unpaired_surrogate_names_record(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text('[{"text": "ok"}, {"text": "\\udfff"}]')
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == f"{path}[1]"
+    assert "unpaired surrogate escape \\udfff" in caught.value.message

@@ -56,6 +56,9 @@ def read_jsonl(path: Path) -> list[Record]:
                 raise DataError(
                     location, f"invalid JSON at column {error.colno}: {error.msg}"
                 ) from None
+            # Only a \uXXXX escape can make a lone surrogate, so most lines skip this.
+            if "\\ud" in line.lower():
+                _check_no_lone_surrogate(value, location)
             records.append(Record(value, location))
     return records
 
@@ -65,6 +68,23 @@ def _decode_line(raw_line: bytes, location: str) -> str:
         return raw_line.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DataError(location, _bad_utf8_message(error.start)) from None
+
+
+def _check_no_lone_surrogate(value: Any, location: str) -> None:
+    """Reject strings with a `\\ud800`-`\\udfff` escape that has no pair.
+
+    JSON allows such escapes, but they decode to no character, and the
+    tokenizer fails on them.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        escape = f"\\u{ord(error.object[error.start]):04x}"
+        raise DataError(
+            location,
+            f"invalid JSON string: unpaired surrogate escape {escape}, "
+            "which is not a Unicode character",
+        ) from None
 
 
 def _bad_utf8_message(byte_in_line: int) -> str:
@@ -91,7 +111,11 @@ def read_json_array(path: Path) -> list[Record]:
         value = next(iter(value.values()))
     if not isinstance(value, list):
         raise DataError(str(path), "expected a JSON list of records")
-    return [Record(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    records = [Record(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    if "\\ud" in text.lower():
+        for record in records:
+            _check_no_lone_surrogate(record.value, record.location)
+    return records
 
 
 def read_parquet(path: Path) -> list[Record]:
