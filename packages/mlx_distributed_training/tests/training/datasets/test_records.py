@@ -72,3 +72,36 @@ def test_json_unpaired_surrogate_names_record(tmp_path):
         read_splits(tmp_path)
     assert caught.value.location == f"{path}[1]"
     assert "unpaired surrogate escape \\udfff" in caught.value.message
+
+
+def test_corrupt_parquet_is_data_error(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_text("not a parquet file")
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == str(path)
+    assert caught.value.message.startswith("cannot read Parquet file: ")
+
+
+def test_empty_parquet_has_no_records(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), path)
+    with pytest.raises(DataError) as caught:
+        read_splits(tmp_path)
+    assert caught.value.location == str(path)
+    assert caught.value.message == "file contains no records"
+
+
+def test_parquet_null_columns_are_left_out(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": "a", "completion": "b", "text": None}, {"text": "c"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    records = read_splits(tmp_path)["train"]
+    assert records[0].value == {"prompt": "a", "completion": "b"}
+    assert records[1].value == {"text": "c"}
+    assert records[1].location == f"{tmp_path / 'train.parquet'} row 1"

@@ -3,8 +3,8 @@
 Local JSONL and JSON files are parsed here line by line so that an error can
 name the exact line, and so that records keep their own keys: loading them
 through an Arrow table would merge every record's keys into one schema and
-hand templates `None` for keys a record never had. Parquet files and hub
-datasets are read through Hugging Face `datasets`.
+hand templates `None` for keys a record never had. Parquet files are read
+with pyarrow, and hub datasets through Hugging Face `datasets`.
 """
 
 from __future__ import annotations
@@ -119,10 +119,25 @@ def read_json_array(path: Path) -> list[Record]:
 
 
 def read_parquet(path: Path) -> list[Record]:
-    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    table = datasets.load_dataset("parquet", data_files=str(path), split="train")
-    return [Record(row, f"{path} row {i}") for i, row in enumerate(table)]
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(str(path), f"cannot read Parquet file: {error}") from None
+    return [
+        Record(_without_nulls(row), f"{path} row {i}") for i, row in enumerate(rows)
+    ]
+
+
+def _without_nulls(value: Any) -> Any:
+    """Drop null-valued keys, which a Parquet schema adds for keys a row lacks."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def read_file(path: Path) -> list[Record]:
