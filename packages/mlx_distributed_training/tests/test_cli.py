@@ -124,6 +124,22 @@ def test_killed_run_resumes_to_same_weights(tiny_model_dir, chat_data_dir, tmp_p
     assert steps[-1] == 300
 
 
+def test_resume_with_other_lora_rank_exits_1(tiny_model_dir, chat_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "2")
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, tmp_path / "again"),
+        *("--max-steps", "4", "--lora-rank", "4", "--resume", str(run_dir)),
+    )
+    assert result.returncode == 1
+    checkpoint = run_dir / "checkpoints/step-00000002"
+    assert f"{checkpoint / 'adapters.safetensors'}: does not match" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_export_fuses_adapter_into_loadable_model(
     tiny_model_dir, chat_data_dir, tmp_path
 ):

@@ -22,6 +22,7 @@ from mlx_distributed_training.training.distributed.launch import (
 )
 from mlx_distributed_training.training.sft.checkpoints import (
     CONFIG_FILE,
+    CheckpointError,
     resolve_resume_path,
 )
 from mlx_distributed_training.training.sft.output_dir import default_output_dir
@@ -84,7 +85,7 @@ def train_main(argv: list[str]) -> int:
         view.show_line(blas.summary())
     try:
         result = run_training(config, resume_from, view=view)
-    except (ConfigError, DataError, TrainingDivergedError) as error:
+    except (ConfigError, DataError, CheckpointError, TrainingDivergedError) as error:
         show_error(str(error))
         return EXIT_FAILED
     if is_rank_zero:
