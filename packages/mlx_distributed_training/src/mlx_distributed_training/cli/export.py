@@ -45,11 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ExportError(ValueError):
+    """An adapter or output folder that export cannot use."""
+
+
 def base_model_of(adapter_dir: Path) -> str | None:
     config_path = adapter_dir / CONFIG_FILE
     if not config_path.is_file():
         return None
-    return (yaml.safe_load(config_path.read_text()) or {}).get("model")
+    try:
+        values = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = getattr(error, "problem", None) or str(error)
+        raise ExportError(f"{config_path}: invalid YAML: {reason}") from None
+    if not isinstance(values, dict | None):
+        raise ExportError(f"{config_path}: expected a mapping of config keys")
+    return (values or {}).get("model")
+
+
+def read_adapter_settings(adapter_dir: Path) -> dict:
+    path = adapter_dir / ADAPTER_CONFIG_FILE
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ExportError(
+            f"{path}: invalid JSON at line {error.lineno}: {error.msg}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: invalid UTF-8; expected a JSON file") from None
+    if not isinstance(settings, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    return settings
 
 
 def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> Path:
@@ -64,8 +90,11 @@ def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> 
             raise FileNotFoundError(
                 f"{adapter_dir / name} not found; is it an adapter?"
             )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ExportError(f"output {output_dir} exists and is not a folder")
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"output folder {output_dir} exists and is not empty")
+    settings = read_adapter_settings(adapter_dir)
 
     reference = model_ref if model_ref is not None else base_model_of(adapter_dir)
     model_path = resolve_model_path(reference)
@@ -77,7 +106,6 @@ def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> 
     if fused:
         model.update_modules(tree_unflatten(fused))
     save(output_dir, model_path, model, tokenizer, load_config(model_path))
-    settings = json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text())
     logger.info("fused %s adapter into %s", settings.get("fine_tune_type"), output_dir)
     return output_dir
 

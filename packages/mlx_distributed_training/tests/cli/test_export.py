@@ -1,0 +1,50 @@
+"""`mlx-train export` with wrong folders and damaged adapter files."""
+
+import json
+
+import pytest
+from mlx_distributed_training.cli.export import ExportError, export_main, export_model
+
+
+def write_adapter(folder, adapter_config="{}", config_yaml=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapters.safetensors").write_bytes(b"")
+    (folder / "adapter_config.json").write_text(adapter_config)
+    if config_yaml is not None:
+        (folder / "config.yaml").write_text(config_yaml)
+    return folder
+
+
+def test_output_that_is_a_file_is_rejected(tmp_path):
+    adapter = write_adapter(tmp_path / "adapter")
+    output = tmp_path / "fused"
+    output.write_text("")
+    with pytest.raises(ExportError) as caught:
+        export_model(adapter, output, None)
+    assert str(caught.value) == f"output {output} exists and is not a folder"
+
+
+def test_invalid_adapter_config_names_file(tmp_path):
+    adapter = write_adapter(tmp_path / "adapter", adapter_config="{")
+    with pytest.raises(ExportError) as caught:
+        export_model(adapter, tmp_path / "fused", None)
+    assert str(caught.value).startswith(
+        f"{adapter / 'adapter_config.json'}: invalid JSON at line 1"
+    )
+
+
+def test_invalid_config_yaml_names_file(tmp_path):
+    adapter = write_adapter(tmp_path / "adapter", config_yaml="model: [1,\n")
+    with pytest.raises(ExportError) as caught:
+        export_model(adapter, tmp_path / "fused", None)
+    assert str(caught.value).startswith(f"{adapter / 'config.yaml'}: invalid YAML")
+
+
+def test_export_main_exits_1_without_traceback(tmp_path, capsys):
+    adapter = write_adapter(tmp_path / "adapter", adapter_config="[]")
+    code = export_main(["--adapter", str(adapter), "--output", str(tmp_path / "o")])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"mlx-train: error: {adapter / 'adapter_config.json'}: expected a JSON object\n"
+    )
+    assert json.loads((adapter / "adapter_config.json").read_text()) == []
