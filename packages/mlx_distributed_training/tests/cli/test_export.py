@@ -48,3 +48,39 @@ def test_export_main_exits_1_without_traceback(tmp_path, capsys):
         f"mlx-train: error: {adapter / 'adapter_config.json'}: expected a JSON object\n"
     )
     assert json.loads((adapter / "adapter_config.json").read_text()) == []
+
+
+def test_failed_export_leaves_no_output(tiny_model_dir, tmp_path):
+    import shutil
+
+    import mlx.core as mx
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    # save() copies the base model's *.py files last, so a folder with such a
+    # name makes it fail after the weights, config and tokenizer were written.
+    (base / "extra.py").mkdir()
+    adapter = write_adapter(tmp_path / "adapter", '{"fine_tune_type": "full"}')
+    mx.save_safetensors(
+        str(adapter / "adapters.safetensors"), {"model.norm.weight": mx.ones((32,))}
+    )
+    output = tmp_path / "fused"
+    with pytest.raises(IsADirectoryError):
+        export_model(adapter, output, str(base))
+    assert not output.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["adapter", "base"]
+
+
+def test_export_into_empty_folder(tiny_model_dir, tmp_path):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    adapter = write_adapter(tmp_path / "adapter", '{"fine_tune_type": "full"}')
+    mx.save_safetensors(
+        str(adapter / "adapters.safetensors"), {"model.norm.weight": mx.ones((32,))}
+    )
+    output = tmp_path / "fused"
+    output.mkdir()
+    assert export_model(adapter, output, str(tiny_model_dir)) == output
+    model, _ = load(str(output))
+    assert model.model.norm.weight.tolist() == [1.0] * 32

@@ -18,6 +18,7 @@ from mlx_distributed_training.training.sft.checkpoints import (
     CONFIG_FILE,
     WEIGHTS_FILE,
 )
+from mlx_distributed_training.training.utils.atomic import write_folder_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,13 @@ def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> 
     ]
     if fused:
         model.update_modules(tree_unflatten(fused))
-    save(output_dir, model_path, model, tokenizer, load_config(model_path))
+    config = load_config(model_path)
+    # Fill a temporary folder and rename it, so a failed or killed export
+    # leaves no model folder that looks complete.
+    write_folder_atomic(
+        output_dir,
+        lambda folder: save(folder, model_path, model, tokenizer, config),
+    )
     logger.info("fused %s adapter into %s", settings.get("fine_tune_type"), output_dir)
     return output_dir
 
