@@ -141,6 +141,15 @@ def test_events_limit_out_of_range_is_422(client):
     ]
 
 
+def test_events_cursor_past_int64_is_422(client):
+    response = client.get("/v1/jobs/job-done0/events", params={"after": 2**63})
+
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "query.after: Input should be less than or equal to 9223372036854775807"
+    ]
+
+
 def test_checkpoints_of_job_without_output_is_empty(client):
     response = client.get("/v1/jobs/job-done0/checkpoints")
 
