@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from mlx_distributed_training.configs.training_config import (
+    ConfigError,
     DistributedTrainingConfig,
     save_config,
 )
@@ -68,6 +69,14 @@ def run_training(
     if resume_from is not None:
         checkpoint = checkpoints.resolve_resume_path(resume_from)
         state = checkpoints.read_trainer_state(checkpoint)
+        if config.max_steps is not None and config.max_steps < state.step:
+            raise ConfigError(
+                [
+                    f"max_steps: got {config.max_steps}, but the checkpoint is at "
+                    f"step {state.step}; expected at least {state.step}"
+                ],
+                str(checkpoint),
+            )
         saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
         logger.info("resuming from %s at step %d", checkpoint, state.step)
 
