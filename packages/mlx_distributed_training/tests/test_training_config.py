@@ -89,3 +89,21 @@ def test_non_utf8_file_is_config_error(tmp_path):
         "cannot read file: invalid UTF-8 at byte 8, expected UTF-8 text"
     ]
     assert str(path) in str(caught.value)
+
+
+def test_duplicate_yaml_key_names_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("max_steps: 10\nseed: 1\nmax_steps: 20\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        "line 3: invalid YAML: duplicate key 'max_steps' (first set on line 1)"
+    ]
+
+
+def test_duplicate_json_key_is_named(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"max_steps": 10, "max_steps": 20}')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == ["invalid JSON: duplicate key 'max_steps'"]
