@@ -60,6 +60,16 @@ def test_bad_data_line_exits_1_naming_file_and_line(tiny_model_dir, tmp_path):
     assert f"{data / 'train.jsonl'}:2: invalid JSON" in result.stderr
 
 
+def test_invalid_hostfile_exits_2_naming_file(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text('{"hosts": [,]}')
+    result = run_cli("--hostfile", str(hostfile))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"mlx-train: error: {hostfile}: invalid JSON at line 1"
+    )
+
+
 def test_help_documents_config_fields():
     result = run_cli("--help")
     assert result.returncode == 0

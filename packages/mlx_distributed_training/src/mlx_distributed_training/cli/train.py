@@ -15,6 +15,7 @@ from mlx_distributed_training.configs.training_config import (
     load_config,
 )
 from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.distributed.hostfile import HostfileError
 from mlx_distributed_training.training.distributed.launch import (
     LaunchError,
     launch_training,
@@ -73,7 +74,7 @@ def train_main(argv: list[str]) -> int:
             rank_argv = [*rank_argv, "--output-dir", default_output_dir()]
         try:
             return launch_training(rank_argv, launch_request, config.backend)
-        except LaunchError as error:
+        except (LaunchError, HostfileError) as error:
             show_error(str(error))
             return EXIT_USAGE
 
