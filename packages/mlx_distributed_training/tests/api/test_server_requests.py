@@ -261,6 +261,19 @@ def test_launch_options_are_checked(client, tmp_path):
     ]
 
 
+def test_resume_from_without_checkpoint_is_422(client, tmp_path):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    response = client.post("/v1/jobs", json={"config": {}, "resume_from": str(empty)})
+
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        f"body.resume_from: Value error, no checkpoint found in {empty}: expected "
+        "a checkpoint folder with trainer_state.json, or a run folder whose "
+        "checkpoints/ contains one"
+    ]
+
+
 def test_second_server_on_same_database_exits(finished_jobs_server):
     result = subprocess.run(
         [
