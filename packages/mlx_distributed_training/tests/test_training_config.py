@@ -107,3 +107,12 @@ def test_duplicate_json_key_is_named(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.problems == ["invalid JSON: duplicate key 'max_steps'"]
+
+
+def test_flag_error_without_file_names_no_file():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"micro_batch_size": "0"}, overrides_are_text=True)
+    assert str(caught.value).splitlines() == [
+        "invalid training config:",
+        "  - micro_batch_size: got 0, expected >= 1",
+    ]

@@ -327,7 +327,7 @@ def collect_values(
 
 def config_from_mapping(
     mapping: dict[str, Any],
-    source: str = "<mapping>",
+    source: str | None = None,
     overrides: dict[str, Any] | None = None,
     overrides_are_text: bool = False,
 ) -> DistributedTrainingConfig:
@@ -370,7 +370,7 @@ def load_config(
     from mlx_distributed_training.configs.config_file import read_config_file
 
     mapping = read_config_file(path) if path else {}
-    source = str(path) if path else "<defaults>"
+    source = str(path) if path else None
     return config_from_mapping(mapping, source, overrides, overrides_are_text)
 
 
