@@ -70,6 +70,28 @@ def test_invalid_hostfile_exits_2_naming_file(tmp_path):
     )
 
 
+def test_missing_model_exits_1_naming_it(chat_data_dir, tmp_path):
+    missing = tmp_path / "no-model"
+    result = run_cli(*tiny_args(missing, chat_data_dir, tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"mlx-train: error: model '{missing}' is not a local folder, a .gguf file "
+        "or a Hugging Face repo id (owner/name)"
+    )
+
+
+def test_corrupt_model_config_exits_1_naming_model(chat_data_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{")
+    result = run_cli(*tiny_args(model_dir, chat_data_dir, tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"mlx-train: error: cannot load model {model_dir}: "
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_help_documents_config_fields():
     result = run_cli("--help")
     assert result.returncode == 0

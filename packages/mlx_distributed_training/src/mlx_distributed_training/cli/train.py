@@ -78,7 +78,8 @@ def train_main(argv: list[str]) -> int:
             show_error(str(error))
             return EXIT_USAGE
 
-    from mlx_distributed_training.training.sft.run import run_training
+    from mlx_distributed import GGUFImportError, ModelNotFoundError
+    from mlx_distributed_training.training.sft.run import ModelLoadError, run_training
 
     is_rank_zero = os.environ.get("MLX_RANK", "0") == "0"
     view = ConsoleView() if is_rank_zero else None
@@ -86,7 +87,15 @@ def train_main(argv: list[str]) -> int:
         view.show_line(blas.summary())
     try:
         result = run_training(config, resume_from, view=view)
-    except (ConfigError, DataError, CheckpointError, TrainingDivergedError) as error:
+    except (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        TrainingDivergedError,
+        ModelNotFoundError,
+        GGUFImportError,
+        ModelLoadError,
+    ) as error:
         show_error(str(error))
         return EXIT_FAILED
     if is_rank_zero:

@@ -35,11 +35,26 @@ from mlx_distributed_training.training.utils.atomic import write_folder_atomic
 logger = logging.getLogger(__name__)
 
 
-def load_base_model(reference: str | None):
-    """Load the model to fine-tune through the inference package's public API."""
-    from mlx_distributed import load_model
+class ModelLoadError(RuntimeError):
+    """A base model that was found but could not be loaded."""
 
-    return load_model(reference)
+
+def load_base_model(reference: str | None):
+    """Load the model to fine-tune through the inference package's public API.
+
+    Raises `ModelNotFoundError` or `GGUFImportError` as the inference package
+    does, and `ModelLoadError` for any other unreadable model file.
+    """
+    from mlx_distributed import GGUFImportError, ModelNotFoundError, load_model
+
+    try:
+        return load_model(reference)
+    except (ModelNotFoundError, GGUFImportError):
+        raise
+    except (OSError, ValueError) as error:
+        # NOTE: load_model reports a corrupt config.json or tokenizer file with
+        # the parser's message only, so this names the model but not the file.
+        raise ModelLoadError(f"cannot load model {reference}: {error}") from error
 
 
 def run_training(
