@@ -84,3 +84,17 @@ def test_export_into_empty_folder(tiny_model_dir, tmp_path):
     assert export_model(adapter, output, str(tiny_model_dir)) == output
     model, _ = load(str(output))
     assert model.model.norm.weight.tolist() == [1.0] * 32
+
+
+def test_truncated_adapter_weights_are_named(tiny_model_dir, tmp_path):
+    import mlx.core as mx
+
+    adapter = write_adapter(tmp_path / "adapter", '{"fine_tune_type": "full"}')
+    weights = adapter / "adapters.safetensors"
+    mx.save_safetensors(str(weights), {"model.norm.weight": mx.ones((32,))})
+    with open(weights, "r+b") as handle:
+        handle.truncate(20)
+    with pytest.raises(ExportError) as caught:
+        export_model(adapter, tmp_path / "fused", str(tiny_model_dir))
+    assert str(caught.value).startswith(f"{weights}: cannot load: ")
+    assert not (tmp_path / "fused").exists()

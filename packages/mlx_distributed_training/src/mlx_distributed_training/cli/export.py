@@ -100,7 +100,13 @@ def export_model(adapter_dir: Path, output_dir: Path, model_ref: str | None) -> 
     reference = model_ref if model_ref is not None else base_model_of(adapter_dir)
     model_path = resolve_model_path(reference)
     model, tokenizer = load_model(str(model_path))
-    load_adapters(model, str(adapter_dir))
+    try:
+        load_adapters(model, str(adapter_dir))
+    except RuntimeError as error:
+        # mx.load raises RuntimeError for a truncated or corrupt safetensors file.
+        raise ExportError(
+            f"{adapter_dir / WEIGHTS_FILE}: cannot load: {error}"
+        ) from None
     fused = [
         (name, m.fuse()) for name, m in model.named_modules() if hasattr(m, "fuse")
     ]
