@@ -52,6 +52,13 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def _current_umask() -> int:
+    # The umask can only be read by setting it, so set it back at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
     """Create folder `path` by filling a temporary folder and renaming it.
 
@@ -61,6 +68,9 @@ def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + path.name + "-", dir=path.parent))
     try:
+        # mkdtemp makes the folder owner-only (0700). Give it the permissions
+        # that mkdir would, so other users can read the adapter or model.
+        os.chmod(temp, 0o777 & ~_current_umask())
         fill(temp)
         for file in temp.rglob("*"):
             if file.is_file():
