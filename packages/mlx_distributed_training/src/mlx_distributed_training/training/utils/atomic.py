@@ -31,6 +31,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
+        # mkstemp makes the file owner-only (0600); use open()'s permissions.
+        os.chmod(temp_name, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -54,6 +56,7 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def _current_umask() -> int:
     # The umask can only be read by setting it, so set it back at once.
+    # NOTE: a file another thread creates in between gets umask 022.
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
