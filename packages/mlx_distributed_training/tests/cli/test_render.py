@@ -28,5 +28,10 @@ def test_summary_lists_exact_match_samples():
 
     text = console.export_text()
     assert "n/a (resumed) -> 50.0% on 2 examples" in text
-    assert "'2021-03-05' -> '2021-03-05'  (test.jsonl:1)" in text
-    assert "'2021-04-01' -> '2021-0'  (test.jsonl:2)" in text
+    assert (
+        "expected '2021-03-05', greedy reply matches '2021-03-05'  (test.jsonl:1)"
+    ) in text
+    assert (
+        "expected '2021-04-01', greedy reply differs at the end of '2021-0'  "
+        "(test.jsonl:2)"
+    ) in text

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx_distributed_training.quickstart import DATA_DIR
 
-SPLIT_SIZES = {"train": 400, "valid": 40, "test": 100}
+SPLIT_SIZES = {"train": 240, "valid": 40, "test": 100}
 SEED = 20261204
 FIRST_DAY = datetime.date(1950, 1, 1)
 DAY_SPAN = (datetime.date(2049, 12, 31) - FIRST_DAY).days
