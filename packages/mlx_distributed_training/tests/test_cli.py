@@ -60,6 +60,38 @@ def test_bad_data_line_exits_1_naming_file_and_line(tiny_model_dir, tmp_path):
     assert f"{data / 'train.jsonl'}:2: invalid JSON" in result.stderr
 
 
+def test_invalid_hostfile_exits_2_naming_file(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text('{"hosts": [,]}')
+    result = run_cli("--hostfile", str(hostfile))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"mlx-train: error: {hostfile}: invalid JSON at line 1"
+    )
+
+
+def test_missing_model_exits_1_naming_it(chat_data_dir, tmp_path):
+    missing = tmp_path / "no-model"
+    result = run_cli(*tiny_args(missing, chat_data_dir, tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"mlx-train: error: model '{missing}' is not a local folder, a .gguf file "
+        "or a Hugging Face repo id (owner/name)"
+    )
+
+
+def test_corrupt_model_config_exits_1_naming_model(chat_data_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{")
+    result = run_cli(*tiny_args(model_dir, chat_data_dir, tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"mlx-train: error: cannot load model {model_dir}: "
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_help_documents_config_fields():
     result = run_cli("--help")
     assert result.returncode == 0
@@ -126,6 +158,22 @@ def test_killed_run_resumes_to_same_weights(tiny_model_dir, chat_data_dir, tmp_p
         if '"checkpoint"' in line
     ]
     assert steps[-1] == 300
+
+
+def test_resume_with_other_lora_rank_exits_1(tiny_model_dir, chat_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "2")
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, tmp_path / "again"),
+        *("--max-steps", "4", "--lora-rank", "4", "--resume", str(run_dir)),
+    )
+    assert result.returncode == 1
+    checkpoint = run_dir / "checkpoints/step-00000002"
+    assert f"{checkpoint / 'adapters.safetensors'}: does not match" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_export_fuses_adapter_into_loadable_model(

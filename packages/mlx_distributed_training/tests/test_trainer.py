@@ -127,3 +127,24 @@ def test_dora_run_saves_magnitudes(tiny_model_dir, chat_data_dir, tmp_path):
     run_training(config)
     saved = mx.load(str(tmp_path / "run/adapter/adapters.safetensors"))
     assert any(name.endswith(".m") for name in saved)
+
+
+def test_resume_past_max_steps_is_config_error(tiny_model_dir, chat_data_dir, tmp_path):
+    from mlx_distributed_training.configs.training_config import ConfigError
+
+    run_dir = tmp_path / "run"
+    run_training(
+        tiny_config(
+            tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
+        )
+    )
+    shorter = tiny_config(
+        tiny_model_dir, chat_data_dir, tmp_path / "again", max_steps=2
+    )
+    with pytest.raises(ConfigError) as caught:
+        run_training(shorter, resume_from=run_dir)
+    assert caught.value.problems == [
+        "max_steps: got 2, but the checkpoint is at step 4; expected at least 4"
+    ]
+    assert caught.value.source == str(run_dir / "checkpoints/step-00000004")
+    assert not (tmp_path / "again").exists()

@@ -78,3 +78,41 @@ def test_lora_targets_flag_takes_comma_list():
         overrides_are_text=True,
     )
     assert config.lora_targets == ("self_attn.q_proj", "mlp.up_proj")
+
+
+def test_non_utf8_file_is_config_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"seed: 1\n\xff\xfe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        "cannot read file: invalid UTF-8 at byte 8, expected UTF-8 text"
+    ]
+    assert str(path) in str(caught.value)
+
+
+def test_duplicate_yaml_key_names_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("max_steps: 10\nseed: 1\nmax_steps: 20\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        "line 3: invalid YAML: duplicate key 'max_steps' (first set on line 1)"
+    ]
+
+
+def test_duplicate_json_key_is_named(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"max_steps": 10, "max_steps": 20}')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == ["invalid JSON: duplicate key 'max_steps'"]
+
+
+def test_flag_error_without_file_names_no_file():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"micro_batch_size": "0"}, overrides_are_text=True)
+    assert str(caught.value).splitlines() == [
+        "invalid training config:",
+        "  - micro_batch_size: got 0, expected >= 1",
+    ]

@@ -141,6 +141,15 @@ def test_events_limit_out_of_range_is_422(client):
     ]
 
 
+def test_events_cursor_past_int64_is_422(client):
+    response = client.get("/v1/jobs/job-done0/events", params={"after": 2**63})
+
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "query.after: Input should be less than or equal to 9223372036854775807"
+    ]
+
+
 def test_checkpoints_of_job_without_output_is_empty(client):
     response = client.get("/v1/jobs/job-done0/checkpoints")
 
@@ -249,6 +258,19 @@ def test_launch_options_are_checked(client, tmp_path):
     assert missing.status_code == 422
     assert missing.json()["problems"] == [
         f"body.resume_from: Value error, folder {tmp_path / 'no-such-run'} not found"
+    ]
+
+
+def test_resume_from_without_checkpoint_is_422(client, tmp_path):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    response = client.post("/v1/jobs", json={"config": {}, "resume_from": str(empty)})
+
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        f"body.resume_from: Value error, no checkpoint found in {empty}: expected "
+        "a checkpoint folder with trainer_state.json, or a run folder whose "
+        "checkpoints/ contains one"
     ]
 
 

@@ -46,6 +46,8 @@ MAX_LOG_LINES = 10_000
 MAX_LOG_BYTES = 4 * 1024 * 1024
 LOG_FILES = {"stdout": STDOUT_FILE_NAME, "stderr": STDERR_FILE_NAME}
 EVENT_POLL_SECONDS = 0.25
+# Cursors are SQLite integers, which are signed 64-bit.
+MAX_CURSOR = 2**63 - 1
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No job has this id."}}
 
@@ -172,7 +174,12 @@ async def list_events(
     job_id: str,
     request: Request,
     after: Annotated[
-        int, Query(ge=0, description="Return events after this cursor.")
+        int,
+        Query(
+            ge=0,
+            le=MAX_CURSOR,
+            description="Return events after this cursor.",
+        ),
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait_seconds: Annotated[

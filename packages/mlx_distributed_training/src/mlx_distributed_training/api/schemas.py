@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .checkpoints import CheckpointInfo
+from .checkpoints import CheckpointInfo, list_checkpoints
 from .records import EventRecord, JobRecord
 from .states import JobState
 
@@ -47,8 +47,18 @@ class JobCreate(BaseModel):
     def _resume_folder_exists(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not Path(value).is_dir():
+        folder = Path(value)
+        if not folder.is_dir():
             raise ValueError(f"folder {value} not found")
+        # Same rule as mlx-train --resume, so such a job does not fail later.
+        if not (folder / "trainer_state.json").is_file() and not list_checkpoints(
+            folder
+        ):
+            raise ValueError(
+                f"no checkpoint found in {value}: expected a checkpoint folder "
+                "with trainer_state.json, or a run folder whose checkpoints/ "
+                "contains one"
+            )
         # The trainer runs in the server's working folder too, but an absolute
         # path keeps the stored job meaningful if that ever changes.
         return os.path.abspath(value)

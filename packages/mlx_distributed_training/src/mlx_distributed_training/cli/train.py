@@ -15,6 +15,7 @@ from mlx_distributed_training.configs.training_config import (
     load_config,
 )
 from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.distributed.hostfile import HostfileError
 from mlx_distributed_training.training.distributed.launch import (
     LaunchError,
     launch_training,
@@ -22,6 +23,7 @@ from mlx_distributed_training.training.distributed.launch import (
 )
 from mlx_distributed_training.training.sft.checkpoints import (
     CONFIG_FILE,
+    CheckpointError,
     resolve_resume_path,
 )
 from mlx_distributed_training.training.sft.output_dir import default_output_dir
@@ -72,11 +74,12 @@ def train_main(argv: list[str]) -> int:
             rank_argv = [*rank_argv, "--output-dir", default_output_dir()]
         try:
             return launch_training(rank_argv, launch_request, config.backend)
-        except LaunchError as error:
+        except (LaunchError, HostfileError) as error:
             show_error(str(error))
             return EXIT_USAGE
 
-    from mlx_distributed_training.training.sft.run import run_training
+    from mlx_distributed import GGUFImportError, ModelNotFoundError
+    from mlx_distributed_training.training.sft.run import ModelLoadError, run_training
 
     is_rank_zero = os.environ.get("MLX_RANK", "0") == "0"
     view = ConsoleView() if is_rank_zero else None
@@ -84,7 +87,15 @@ def train_main(argv: list[str]) -> int:
         view.show_line(blas.summary())
     try:
         result = run_training(config, resume_from, view=view)
-    except (ConfigError, DataError, TrainingDivergedError) as error:
+    except (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        TrainingDivergedError,
+        ModelNotFoundError,
+        GGUFImportError,
+        ModelLoadError,
+    ) as error:
         show_error(str(error))
         return EXIT_FAILED
     if is_rank_zero:

@@ -9,7 +9,6 @@ raised once as a `ConfigError`, so a user fixes a whole file in one pass.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,7 +327,7 @@ def collect_values(
 
 def config_from_mapping(
     mapping: dict[str, Any],
-    source: str = "<mapping>",
+    source: str | None = None,
     overrides: dict[str, Any] | None = None,
     overrides_are_text: bool = False,
 ) -> DistributedTrainingConfig:
@@ -362,38 +361,16 @@ def config_from_mapping(
     return DistributedTrainingConfig(**values)
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a mapping, with errors naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError([f"cannot read file: {error.strerror}"], str(path)) from None
-    try:
-        if path.suffix == ".json":
-            loaded = json.loads(text)
-        else:
-            loaded = yaml.safe_load(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            [f"line {error.lineno}: invalid JSON: {error.msg}"], str(path)
-        ) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        reason = getattr(error, "problem", None) or str(error)
-        raise ConfigError([f"{where}invalid YAML: {reason}"], str(path)) from None
-    return {} if loaded is None else loaded
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     overrides_are_text: bool = False,
 ) -> DistributedTrainingConfig:
     """Load defaults < file at `path` < `overrides` into one validated config."""
+    from mlx_distributed_training.configs.config_file import read_config_file
+
     mapping = read_config_file(path) if path else {}
-    source = str(path) if path else "<defaults>"
+    source = str(path) if path else None
     return config_from_mapping(mapping, source, overrides, overrides_are_text)
 
 

@@ -3,12 +3,13 @@
 Local JSONL and JSON files are parsed here line by line so that an error can
 name the exact line, and so that records keep their own keys: loading them
 through an Arrow table would merge every record's keys into one schema and
-hand templates `None` for keys a record never had. Parquet files and hub
-datasets are read through Hugging Face `datasets`.
+hand templates `None` for keys a record never had. Parquet files are read
+with pyarrow, and hub datasets through Hugging Face `datasets`.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,23 +41,64 @@ def find_split_file(folder: Path, split: str) -> Path | None:
 
 def read_jsonl(path: Path) -> list[Record]:
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    # Lines are decoded one by one so that bad UTF-8 is reported with its line.
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            location = f"{path}:{line_number}"
+            if line_number == 1:
+                raw_line = raw_line.removeprefix(codecs.BOM_UTF8)
+            line = _decode_line(raw_line, location)
             if not line.strip():
                 continue
-            location = f"{path}:{line_number}"
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataError(
                     location, f"invalid JSON at column {error.colno}: {error.msg}"
                 ) from None
+            # Only a \uXXXX escape can make a lone surrogate, so most lines skip this.
+            if "\\ud" in line.lower():
+                _check_no_lone_surrogate(value, location)
             records.append(Record(value, location))
     return records
 
 
+def _decode_line(raw_line: bytes, location: str) -> str:
+    try:
+        return raw_line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(location, _bad_utf8_message(error.start)) from None
+
+
+def _check_no_lone_surrogate(value: Any, location: str) -> None:
+    """Reject strings with a `\\ud800`-`\\udfff` escape that has no pair.
+
+    JSON allows such escapes, but they decode to no character, and the
+    tokenizer fails on them.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        escape = f"\\u{ord(error.object[error.start]):04x}"
+        raise DataError(
+            location,
+            f"invalid JSON string: unpaired surrogate escape {escape}, "
+            "which is not a Unicode character",
+        ) from None
+
+
+def _bad_utf8_message(byte_in_line: int) -> str:
+    return f"invalid UTF-8 at byte {byte_in_line} of the line; save the file as UTF-8"
+
+
 def read_json_array(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_number = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1)
+        raise DataError(f"{path}:{line_number}", _bad_utf8_message(column)) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
@@ -69,14 +111,33 @@ def read_json_array(path: Path) -> list[Record]:
         value = next(iter(value.values()))
     if not isinstance(value, list):
         raise DataError(str(path), "expected a JSON list of records")
-    return [Record(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    records = [Record(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    if "\\ud" in text.lower():
+        for record in records:
+            _check_no_lone_surrogate(record.value, record.location)
+    return records
 
 
 def read_parquet(path: Path) -> list[Record]:
-    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    table = datasets.load_dataset("parquet", data_files=str(path), split="train")
-    return [Record(row, f"{path} row {i}") for i, row in enumerate(table)]
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(str(path), f"cannot read Parquet file: {error}") from None
+    return [
+        Record(_without_nulls(row), f"{path} row {i}") for i, row in enumerate(rows)
+    ]
+
+
+def _without_nulls(value: Any) -> Any:
+    """Drop null-valued keys, which a Parquet schema adds for keys a row lacks."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def read_file(path: Path) -> list[Record]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import mlx.core as mx
@@ -130,13 +130,83 @@ def resolve_resume_path(path: Path) -> Path:
     return checkpoints[-1]
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the run."""
+
+    def __init__(self, path: Path, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+
 def read_trainer_state(checkpoint: Path) -> TrainerState:
-    values = json.loads((checkpoint / STATE_FILE).read_text())
+    path = checkpoint / STATE_FILE
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(path, f"cannot read file: {error}") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            path, f"invalid JSON at line {error.lineno}: {error.msg}"
+        ) from None
+    if not isinstance(values, dict):
+        raise CheckpointError(path, "expected a JSON object")
+    kinds = {field.name: field.type for field in fields(TrainerState)}
+    for key, value in values.items():
+        if key not in kinds:
+            raise CheckpointError(path, f"{key}: unknown key")
+        number_types = (int, float) if "float" in kinds[key] else (int,)
+        wrong_type = isinstance(value, bool) or not isinstance(value, number_types)
+        if wrong_type and not (value is None and "None" in kinds[key]):
+            expected = "a number" if "float" in kinds[key] else "an integer"
+            raise CheckpointError(path, f"{key}: got {value!r}, expected {expected}")
     return TrainerState(**values)
 
 
+def _load_safetensors(path: Path) -> dict[str, mx.array]:
+    try:
+        return mx.load(str(path))
+    except (RuntimeError, ValueError, OSError) as error:
+        raise CheckpointError(path, f"cannot load: {error}") from None
+
+
 def load_checkpoint_weights(checkpoint: Path, model: nn.Module) -> dict[str, mx.array]:
-    """Load trainable weights into `model`; return the saved optimizer state."""
-    weights = mx.load(str(checkpoint / WEIGHTS_FILE))
+    """Load trainable weights into `model`; return the saved optimizer state.
+
+    Raises `CheckpointError` when a file is unreadable, or when the saved
+    weights differ in names or shapes from the model's trainable parameters
+    (for example a checkpoint resumed with another lora_rank).
+    """
+    path = checkpoint / WEIGHTS_FILE
+    weights = _load_safetensors(path)
+    expected = trainable_weights(model)
+    problems = []
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing:
+        problems.append(f"missing {_name_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_name_list(unexpected)}")
+    for name, value in weights.items():
+        if name in expected and value.shape != expected[name].shape:
+            problems.append(
+                f"'{name}' has shape {tuple(value.shape)}, "
+                f"expected {tuple(expected[name].shape)}"
+            )
+    if problems:
+        raise CheckpointError(
+            path,
+            "does not match the model being trained: "
+            + "; ".join(problems)
+            + "; resume with the config the checkpoint was saved with",
+        )
+    optimizer_state = _load_safetensors(checkpoint / OPTIMIZER_FILE)
     model.load_weights(list(weights.items()), strict=False)
-    return mx.load(str(checkpoint / OPTIMIZER_FILE))
+    return optimizer_state
+
+
+def _name_list(names: list[str], limit: int = 3) -> str:
+    listed = ", ".join(f"'{name}'" for name in names[:limit])
+    if len(names) > limit:
+        listed += f" and {len(names) - limit} more"
+    return listed

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from mlx_distributed_training.configs.training_config import (
+    ConfigError,
     DistributedTrainingConfig,
     save_config,
 )
@@ -34,11 +35,26 @@ from mlx_distributed_training.training.utils.atomic import write_folder_atomic
 logger = logging.getLogger(__name__)
 
 
-def load_base_model(reference: str | None):
-    """Load the model to fine-tune through the inference package's public API."""
-    from mlx_distributed import load_model
+class ModelLoadError(RuntimeError):
+    """A base model that was found but could not be loaded."""
 
-    return load_model(reference)
+
+def load_base_model(reference: str | None):
+    """Load the model to fine-tune through the inference package's public API.
+
+    Raises `ModelNotFoundError` or `GGUFImportError` as the inference package
+    does, and `ModelLoadError` for any other unreadable model file.
+    """
+    from mlx_distributed import GGUFImportError, ModelNotFoundError, load_model
+
+    try:
+        return load_model(reference)
+    except (ModelNotFoundError, GGUFImportError):
+        raise
+    except (OSError, ValueError) as error:
+        # NOTE: load_model reports a corrupt config.json or tokenizer file with
+        # the parser's message only, so this names the model but not the file.
+        raise ModelLoadError(f"cannot load model {reference}: {error}") from error
 
 
 def run_training(
@@ -68,6 +84,14 @@ def run_training(
     if resume_from is not None:
         checkpoint = checkpoints.resolve_resume_path(resume_from)
         state = checkpoints.read_trainer_state(checkpoint)
+        if config.max_steps is not None and config.max_steps < state.step:
+            raise ConfigError(
+                [
+                    f"max_steps: got {config.max_steps}, but the checkpoint is at "
+                    f"step {state.step}; expected at least {state.step}"
+                ],
+                str(checkpoint),
+            )
         saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
         logger.info("resuming from %s at step %d", checkpoint, state.step)
 

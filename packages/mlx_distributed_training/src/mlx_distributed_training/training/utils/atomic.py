@@ -31,6 +31,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
+        # mkstemp makes the file owner-only (0600); use open()'s permissions.
+        os.chmod(temp_name, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -52,6 +54,14 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def _current_umask() -> int:
+    # The umask can only be read by setting it, so set it back at once.
+    # NOTE: a file another thread creates in between gets umask 022.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
     """Create folder `path` by filling a temporary folder and renaming it.
 
@@ -61,6 +71,9 @@ def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + path.name + "-", dir=path.parent))
     try:
+        # mkdtemp makes the folder owner-only (0700). Give it the permissions
+        # that mkdir would, so other users can read the adapter or model.
+        os.chmod(temp, 0o777 & ~_current_umask())
         fill(temp)
         for file in temp.rglob("*"):
             if file.is_file():
