@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_flatten
 from mlx_lm.models import llama
+
+# tiny_models (random llama folders for the pipeline tests) sits beside this file.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import write_tiny_llama  # noqa: E402
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
@@ -162,3 +168,43 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> TinyGGUF:
 def write_gguf():
     """Return `write_tiny_gguf`, for tests that need a fresh or untied file."""
     return write_tiny_gguf
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 4-layer float32 llama folder with tied embeddings."""
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_untied(tmp_path_factory) -> Path:
+    """A 3-layer bfloat16 llama folder with a separate LM head."""
+    return write_tiny_llama(
+        tmp_path_factory.mktemp("tiny_untied") / "model",
+        num_layers=3,
+        tie_word_embeddings=False,
+        dtype=mx.bfloat16,
+        seed=1,
+    )
+
+
+@pytest.fixture
+def node_servers():
+    """Start in-process nodes on free loopback ports; stop them afterwards."""
+    from mlx_distributed.grpc_server import serve
+    from mlx_distributed.shard_node import ShardNode
+
+    started = []
+
+    def start(count: int, **node_options):
+        addresses = []
+        for _ in range(count):
+            node = ShardNode(**node_options)
+            server, port = serve(node, "127.0.0.1", 0)
+            started.append(server)
+            addresses.append((node, f"127.0.0.1:{port}"))
+        return addresses
+
+    yield start
+    for server in started:
+        server.stop(grace=None)

@@ -7,7 +7,9 @@ import pytest
 from mlx_distributed.blas import (
     BLAS_ENV_VAR,
     REEXEC_ENV_VAR,
+    BlasUnavailableError,
     blas_environment,
+    ensure_fast_blas,
     requested_blas,
 )
 
@@ -20,7 +22,8 @@ _REPORT_SCRIPT = """
 import json, os, sys
 from mlx_distributed.blas import active_blas, ensure_fast_blas
 if "--ensure" in sys.argv:
-    status = ensure_fast_blas()
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    status = ensure_fast_blas(num_threads=threads)
 else:
     status = active_blas()
 import numpy as np
@@ -43,7 +46,6 @@ print(json.dumps({
 
 
 def run_report(environment: dict[str, str], *args: str) -> tuple[dict, str]:
-    environment = {k: v for k, v in environment.items() if k != "PYTEST_CURRENT_TEST"}
     result = subprocess.run(
         [sys.executable, "-c", _REPORT_SCRIPT, *args],
         env=environment,
@@ -64,6 +66,12 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.fixture
+def not_preloaded():
+    if "libopenblas" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("this pytest process was started with OpenBLAS preloaded")
+
+
 @linux_only
 def test_child_environment_uses_openblas(cache):
     report, _ = run_report(blas_environment())
@@ -75,10 +83,24 @@ def test_child_environment_uses_openblas(cache):
 
 @linux_only
 def test_ensure_fast_blas_reexecutes_with_openblas(cache):
+    # The child inherits PYTEST_CURRENT_TEST, as programs that tests start do.
+    assert "PYTEST_CURRENT_TEST" in os.environ
     report, stderr = run_report(dict(os.environ), "--ensure")
     assert report["summary"].startswith("BLAS: OpenBLAS 0.")
     assert report["matmul_error"] < 1e-3
     assert stderr == ""
+
+
+@linux_only
+def test_ensure_fast_blas_sets_thread_count(cache):
+    report, _ = run_report(dict(os.environ), "--ensure", "1")
+    assert report["summary"].endswith(", 1 thread)")
+
+
+@linux_only
+def test_preloaded_process_changes_thread_count(cache):
+    report, _ = run_report(blas_environment(num_threads=2), "--ensure", "1")
+    assert report["summary"].endswith(", 1 thread)")
 
 
 @linux_only
@@ -156,7 +178,9 @@ def test_missing_gfortran_links_fall_back_with_warning(tmp_path):
 def test_invalid_blas_choice_is_rejected():
     with pytest.raises(ValueError) as error:
         requested_blas("mkl")
-    assert str(error.value) == "blas is 'mkl'; expected one of: openblas, reference"
+    assert str(error.value) == (
+        "blas is 'mkl'; expected one of: auto, openblas, reference"
+    )
 
 
 def test_invalid_blas_env_var_is_rejected(monkeypatch):
@@ -164,5 +188,31 @@ def test_invalid_blas_env_var_is_rejected(monkeypatch):
     with pytest.raises(ValueError) as error:
         requested_blas()
     assert str(error.value) == (
-        "MLX_DISTRIBUTED_BLAS is 'fast'; expected one of: openblas, reference"
+        "MLX_DISTRIBUTED_BLAS is 'fast'; expected one of: auto, openblas, reference"
     )
+
+
+@linux_only
+def test_no_restart_inside_pytest(cache, caplog, not_preloaded):
+    status = ensure_fast_blas()
+    # Still running here proves no re-exec happened.
+    assert status.optimized is False
+    assert status.summary() == (
+        "BLAS: reference netlib BLAS (OpenBLAS unavailable: not preloaded, and "
+        "this process is running pytest)"
+    )
+    assert "OpenBLAS unavailable" in caplog.text
+
+
+@linux_only
+def test_explicit_openblas_raises_when_unavailable(cache, not_preloaded):
+    with pytest.raises(BlasUnavailableError) as error:
+        ensure_fast_blas("openblas")
+    assert str(error.value) == (
+        "OpenBLAS unavailable: not preloaded, and this process is running pytest"
+    )
+
+
+def test_default_choice_is_auto(monkeypatch):
+    monkeypatch.delenv(BLAS_ENV_VAR, raising=False)
+    assert requested_blas() == "auto"

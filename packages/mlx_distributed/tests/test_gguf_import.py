@@ -91,6 +91,22 @@ def test_quantized_tensors_are_dequantized():
     assert mx.array_equal(embedding, expected).item()
 
 
+def test_non_gguf_file_is_rejected(tmp_path):
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("plain text, not a GGUF file")
+    with pytest.raises(GGUFImportError) as error:
+        import_gguf(not_gguf, tmp_path / "model")
+    assert str(error.value).startswith(f"{not_gguf}: cannot be read as GGUF: ")
+
+
+def test_bfloat16_import_records_dtype(tiny_gguf, tmp_path):
+    folder = import_gguf(tiny_gguf.path, tmp_path / "bf16", dtype=mx.bfloat16)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["torch_dtype"] == "bfloat16"
+    model, _ = mlx_lm.load(str(folder))
+    assert model.model.embed_tokens.weight.dtype == mx.bfloat16
+
+
 def test_import_into_existing_folder_raises(tiny_gguf, tmp_path):
     with pytest.raises(FileExistsError, match="output folder already exists"):
         import_gguf(tiny_gguf.path, tmp_path)

@@ -77,11 +77,15 @@ def test_run_prints_progress_and_summary(tiny_model_dir, chat_data_dir, tmp_path
             "4",
             "--report-interval-steps",
             "2",
+            "--exact-match-samples",
+            "2",
         )
     )
     assert result.returncode == 0, result.stderr
     assert "step 2/4 | loss " in result.stdout
+    assert "exact match at step 0: " in result.stdout
     assert "mlx-train summary" in result.stdout
+    assert "held-out samples after training:" in result.stdout
     assert (tmp_path / "run/adapter/adapters.safetensors").is_file()
 
 

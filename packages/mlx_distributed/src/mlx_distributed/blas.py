@@ -5,11 +5,8 @@ float32 matmul there runs about 30x slower than numpy's. MLX calls the
 standard `cblas_*` names, so preloading OpenBLAS (`LD_PRELOAD`) before the
 process starts makes the dynamic loader resolve them to OpenBLAS instead.
 
-OpenBLAS comes from the `cmeel-openblas` wheel. That library needs
-`libgfortran.so.5`, which a fresh Linux machine may lack, while `mlx-cpu`
-bundles a gfortran under a hashed file name. A folder in the user cache with
-links under the names the loader looks for, added to `LD_LIBRARY_PATH`,
-makes it resolvable.
+OpenBLAS comes from the `cmeel-openblas` wheel, and `blas_libraries` makes
+its `libgfortran.so.5` dependency resolvable on machines without one.
 
 `ensure_fast_blas()` is called first thing by command-line entry points: it
 re-executes the process with that environment, after a child process has
@@ -22,31 +19,31 @@ macOS MLX uses Accelerate and Metal, and nothing is changed.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from mlx_distributed.user_cache import cache_root
+from mlx_distributed.blas_libraries import (
+    OPENBLAS_PACKAGE,
+    gfortran_link_folder_or_none,
+    is_mapped,
+    openblas_path_or_none,
+)
 
 logger = logging.getLogger(__name__)
 
 BLAS_ENV_VAR = "MLX_DISTRIBUTED_BLAS"
-BLAS_CHOICES = ("openblas", "reference")
+# auto: OpenBLAS where it works, else a warning and the reference BLAS.
+# openblas: OpenBLAS or an error. reference: MLX's own reference BLAS.
+BLAS_CHOICES = ("auto", "openblas", "reference")
 # Set in the environment of a process re-executed by ensure_fast_blas, so the
 # new process can tell a failed preload from a first start.
 REEXEC_ENV_VAR = "MLX_DISTRIBUTED_BLAS_REEXEC"
 
-_OPENBLAS_PACKAGE = "cmeel-openblas"
-_OPENBLAS_FILE = "cmeel.prefix/lib/libopenblas.so.0"
-_MLX_CPU_PACKAGE = "mlx-cpu"
 _CHECK_TIMEOUT_S = 120
 
 # Run in a child process with the OpenBLAS environment: exits 0 only if
@@ -68,12 +65,12 @@ if not np.allclose(product, a @ b, rtol=1e-4, atol=1e-4):
 
 
 class BlasUnavailableError(RuntimeError):
-    """OpenBLAS cannot be used here; the message says why."""
+    """OpenBLAS cannot be used here, for the reason in the message."""
 
 
 @dataclass(frozen=True)
 class BlasStatus:
-    """Which BLAS MLX uses in this process."""
+    """The BLAS that MLX uses in this process, for the one-line report."""
 
     name: str
     detail: str
@@ -86,11 +83,11 @@ class BlasStatus:
 
 def requested_blas(blas: str | None = None) -> str:
     """Return the BLAS choice from `blas`, else `$MLX_DISTRIBUTED_BLAS`, else
-    `openblas`, raising ValueError for a value outside BLAS_CHOICES."""
+    `auto`, raising ValueError for a value outside BLAS_CHOICES."""
     if blas is not None:
         source, value = "blas", blas
     else:
-        source, value = BLAS_ENV_VAR, os.environ.get(BLAS_ENV_VAR, "openblas")
+        source, value = BLAS_ENV_VAR, os.environ.get(BLAS_ENV_VAR, "auto")
     choice = value.strip().lower()
     if choice not in BLAS_CHOICES:
         raise ValueError(
@@ -99,50 +96,81 @@ def requested_blas(blas: str | None = None) -> str:
     return choice
 
 
-def ensure_fast_blas(blas: str | None = None) -> BlasStatus:
+def ensure_fast_blas(
+    blas: str | None = None, num_threads: int | None = None
+) -> BlasStatus:
     """Make this process use OpenBLAS on Linux, re-executing it if needed.
 
     Call it before any work, since re-executing restarts the program from the
-    beginning with the same arguments (`sys.orig_argv`). Returns the status
-    of the BLAS in use. Where OpenBLAS cannot be used, logs a one-line
-    warning and returns the reference BLAS status.
+    beginning with the same arguments (`sys.orig_argv`). `num_threads` sets
+    OpenBLAS's thread count (default: one per core); use fewer when several
+    processes share the cores, since OpenBLAS threads busy-wait. Returns the
+    status of the BLAS in use. Where OpenBLAS cannot be used, `auto` logs a
+    one-line warning and returns the reference BLAS status, and `openblas`
+    raises BlasUnavailableError.
     """
     choice = requested_blas(blas)
     if not sys.platform.startswith("linux"):
         return _platform_status()
 
-    library = _openblas_path_or_none()
-    loaded = library is not None and _is_mapped(library)
+    library = openblas_path_or_none()
+    loaded = library is not None and is_mapped(library)
     if choice == "reference":
+        setting = (
+            "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
+        )
+        status = _reference_status(f"turned off by {setting}")
         if loaded:
             # Inherited from a parent process's environment: start over
             # without the preload so the reference BLAS is really used.
+            reason = _restart_blocker()
+            if reason is not None:
+                logger.warning("Cannot turn OpenBLAS off: %s", reason)
+                return active_blas()
             _reexec(blas_environment(os.environ, blas="reference"))
-        how = "blas='reference'" if blas is not None else f"{BLAS_ENV_VAR}=reference"
-        return _reference_status(f"turned off by {how}")
+        return status
 
     if loaded:
+        if num_threads is not None:
+            _openblas_handle(library).openblas_set_num_threads(num_threads)
         return active_blas()
-    if os.environ.get("PYTEST_CURRENT_TEST"):
-        # Restarting would rerun the whole test session from the start.
-        logger.info("Not restarting with OpenBLAS inside a pytest test")
-        return _reference_status("not restarted inside a pytest test")
-    if sys.argv[0] in ("", "-"):
-        return _fall_back(
-            "a program read from standard input cannot be restarted; start it "
-            "with the environment from blas_environment()"
-        )
+
+    def unavailable(reason: str) -> BlasStatus:
+        if choice == "openblas":
+            raise BlasUnavailableError(f"OpenBLAS unavailable: {reason}")
+        return _fall_back(reason)
+
+    reason = _restart_blocker()
+    if reason is not None:
+        return unavailable(f"not preloaded, and {reason}")
     if os.environ.get(REEXEC_ENV_VAR) and library is not None:
         if str(library) in os.environ.get("LD_PRELOAD", ""):
-            return _fall_back("the dynamic loader did not preload it")
+            return unavailable("the dynamic loader did not preload it")
     try:
-        environment = blas_environment(os.environ, blas="openblas")
+        environment = blas_environment(
+            os.environ, blas="openblas", num_threads=num_threads
+        )
         _check_environment(environment, library)
     except BlasUnavailableError as error:
-        return _fall_back(str(error))
+        return unavailable(str(error))
+    environment[BLAS_ENV_VAR] = choice
     environment[REEXEC_ENV_VAR] = "1"
     _reexec(environment)
     raise AssertionError("unreachable: os.execve returned")
+
+
+def _restart_blocker() -> str | None:
+    """Return why this process cannot be re-executed, or None if it can."""
+    if "_pytest" in sys.modules:
+        # Re-executing would rerun the whole test session from the start.
+        # Programs that tests start as child processes are restarted as usual.
+        return "this process is running pytest"
+    if sys.argv[0] in ("", "-"):
+        return (
+            "a program read from standard input cannot be restarted (start it "
+            "with the environment from blas_environment())"
+        )
+    return None
 
 
 def blas_environment(
@@ -153,12 +181,13 @@ def blas_environment(
 ) -> dict[str, str]:
     """Return a copy of `base` (default `os.environ`) for a new MLX process.
 
-    With `openblas`, OpenBLAS is put first in `LD_PRELOAD` and the gfortran
-    link folder first in `LD_LIBRARY_PATH`; with `reference`, both are taken
-    out. `MLX_DISTRIBUTED_BLAS` is set to the choice so the child's own
-    `ensure_fast_blas()` agrees, and `num_threads` sets OPENBLAS_NUM_THREADS
-    (useful when several ranks share one machine's cores). Raises
-    BlasUnavailableError if OpenBLAS is requested but its files are missing.
+    With `auto` or `openblas`, OpenBLAS is put first in `LD_PRELOAD` and the
+    gfortran link folder first in `LD_LIBRARY_PATH`. With `reference`, both
+    are taken out. `MLX_DISTRIBUTED_BLAS` is set to the choice so the child's
+    own `ensure_fast_blas()` agrees, and `num_threads` sets
+    OPENBLAS_NUM_THREADS (useful when several ranks share one machine's
+    cores). Where OpenBLAS cannot be preloaded, `auto` leaves it out and
+    `openblas` raises BlasUnavailableError.
     """
     environment = dict(os.environ if base is None else base)
     choice = requested_blas(blas if blas is not None else environment.get(BLAS_ENV_VAR))
@@ -169,8 +198,8 @@ def blas_environment(
     if not sys.platform.startswith("linux"):
         return environment
 
-    library = _openblas_path_or_none()
-    links = _gfortran_link_folder_or_none()
+    library = openblas_path_or_none()
+    links = gfortran_link_folder_or_none()
     # The loader splits LD_PRELOAD at colons and spaces, LD_LIBRARY_PATH at
     # colons only.
     preload = [
@@ -181,16 +210,10 @@ def blas_environment(
     search = [
         p for p in _split_paths(environment.get("LD_LIBRARY_PATH")) if p != str(links)
     ]
-    if choice == "openblas":
-        if library is None:
-            raise BlasUnavailableError(
-                f"the {_OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
-            )
-        if any(c in str(library) for c in ": "):
-            raise BlasUnavailableError(
-                f"its path {library} contains a colon or space, which "
-                "LD_PRELOAD cannot express"
-            )
+    problem = _preload_problem(library)
+    if choice == "openblas" and problem is not None:
+        raise BlasUnavailableError(problem)
+    if choice != "reference" and problem is None:
         preload.insert(0, str(library))
         if links is not None:
             search.insert(0, str(links))
@@ -199,24 +222,43 @@ def blas_environment(
     return environment
 
 
+def _preload_problem(library: Path | None) -> str | None:
+    """Return why `library` cannot go into LD_PRELOAD, or None if it can."""
+    if library is None:
+        return f"the {OPENBLAS_PACKAGE} package or its libopenblas.so.0 is missing"
+    if any(character in str(library) for character in ": "):
+        return (
+            f"its path {library} contains a colon or space, which LD_PRELOAD "
+            "cannot express"
+        )
+    return None
+
+
 def active_blas() -> BlasStatus:
     """Return the status of the BLAS that MLX uses in this process."""
     if not sys.platform.startswith("linux"):
         return _platform_status()
-    library = _openblas_path_or_none()
-    if library is None or not _is_mapped(library):
+    library = openblas_path_or_none()
+    if library is None or not is_mapped(library):
         return _reference_status("MLX's bundled netlib BLAS")
-    handle = ctypes.CDLL(str(library))  # Already loaded: returns its handle.
-    handle.openblas_get_config.restype = ctypes.c_char_p
-    handle.openblas_get_corename.restype = ctypes.c_char_p
+    handle = _openblas_handle(library)
     version = handle.openblas_get_config().decode().split(" ")[:2]
     core = handle.openblas_get_corename().decode()
     threads = handle.openblas_get_num_threads()
     return BlasStatus(
         name=" ".join(version),
-        detail=f"{_OPENBLAS_PACKAGE}, core {core}, {threads} threads",
+        detail=f"{OPENBLAS_PACKAGE}, core {core}, {threads} thread"
+        + ("" if threads == 1 else "s"),
         optimized=True,
     )
+
+
+def _openblas_handle(library: Path) -> ctypes.CDLL:
+    handle = ctypes.CDLL(str(library))  # Already loaded: returns its handle.
+    handle.openblas_get_config.restype = ctypes.c_char_p
+    handle.openblas_get_corename.restype = ctypes.c_char_p
+    handle.openblas_set_num_threads.argtypes = [ctypes.c_int]
+    return handle
 
 
 def _platform_status() -> BlasStatus:
@@ -238,6 +280,9 @@ def _fall_back(reason: str) -> BlasStatus:
     return _reference_status(f"OpenBLAS unavailable: {reason}")
 
 
+# NOTE: cmeel-openblas 0.3.31's x86_64 library is built for SKYLAKEX only (no
+# runtime kernel choice), so on CPUs without AVX-512 this check is expected to
+# fail and `auto` to keep the reference BLAS. Untested on such a CPU.
 def _check_environment(environment: dict[str, str], library: Path | None) -> None:
     try:
         result = subprocess.run(
@@ -265,73 +310,6 @@ def _reexec(environment: dict[str, str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, environment)
-
-
-def _openblas_path_or_none() -> Path | None:
-    try:
-        located = distribution(_OPENBLAS_PACKAGE).locate_file(_OPENBLAS_FILE)
-    except PackageNotFoundError:
-        return None
-    path = Path(str(located))
-    return path if path.is_file() else None
-
-
-def _is_mapped(library: Path) -> bool:
-    """Return whether `library` is loaded into this process."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    return os.path.realpath(library) in maps
-
-
-def _gfortran_link_folder_or_none() -> Path | None:
-    """Return a folder where libgfortran.so.5 resolves to mlx-cpu's copy.
-
-    The links keep the names the loader searches for: `libgfortran.so.5` for
-    OpenBLAS, and the hashed libquadmath name that the gfortran copy needs.
-    Returns None when mlx-cpu bundles no gfortran, leaving the lookup to the
-    system libraries.
-    """
-    try:
-        files = distribution(_MLX_CPU_PACKAGE).files or []
-    except PackageNotFoundError:
-        return None
-    bundled = {Path(str(f.locate())) for f in files if f.parent.name == "mlx_cpu.libs"}
-    gfortran = [p for p in bundled if p.name.startswith("libgfortran")]
-    if not gfortran:
-        return None
-    links = {"libgfortran.so.5": gfortran[0]}
-    links.update({p.name: p for p in bundled if p.name.startswith("libquadmath")})
-
-    # One folder per gfortran copy, since each virtual environment has its own.
-    digest = hashlib.sha256(str(gfortran[0].resolve()).encode()).hexdigest()[:12]
-    folder = cache_root() / "blas" / f"gfortran-links-{digest}"
-    if _links_match(folder, links):
-        return folder
-    # Build the links in a staging folder, then rename it into place, so a
-    # concurrent process never sees a partial set.
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".links-", dir=folder.parent))
-        for name, target in links.items():
-            (staging / name).symlink_to(target.resolve())
-    except OSError as error:
-        logger.debug("Cannot create the gfortran links in %s: %s", folder, error)
-        return None
-    try:
-        os.rename(staging, folder)
-    except OSError:
-        # Another process renamed its identical folder into place first.
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder if _links_match(folder, links) else None
-
-
-def _links_match(folder: Path, links: dict[str, Path]) -> bool:
-    return all(
-        os.path.realpath(folder / name) == str(target.resolve())
-        for name, target in links.items()
-    )
 
 
 def _split_paths(value: str | None, separators: str = ":") -> list[str]:

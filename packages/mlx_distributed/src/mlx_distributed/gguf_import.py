@@ -1,11 +1,12 @@
 """Import a GGUF llama-family file into an MLX model folder.
 
-The folder holds what `mlx_lm.load` reads: `config.json` (model_type `llama`),
+The folder contains what `mlx_lm.load` reads: `config.json` (model_type `llama`),
 `model.safetensors` with float weights in Hugging Face names and layout, and
 the tokenizer files written by `gguf_tokenizer`. Quantized GGUF tensors are
 dequantized because MLX's quantized matmul is far too slow to train with on a
-Linux CPU, and float32 because MLX hands only float32 matmuls to the CPU BLAS
-(bfloat16 and float16 run its own much slower kernels there).
+Linux CPU. The default dtype is float32 because MLX hands only float32
+matmuls to the CPU BLAS, while bfloat16 and float16 run its own much slower
+kernels there.
 """
 
 from __future__ import annotations
@@ -73,8 +74,13 @@ def import_gguf(
     if destination.exists():
         raise FileExistsError(f"output folder already exists: {destination}")
 
-    weights, metadata = mx.load(str(source), return_metadata=True)
+    try:
+        weights, metadata = mx.load(str(source), return_metadata=True)
+    except (RuntimeError, ValueError) as error:
+        raise GGUFImportError(f"{source}: cannot be read as GGUF: {error}") from error
     config = build_model_config(metadata, weights, source)
+    dtype_name = str(dtype).removeprefix("mlx.core.")
+    config["torch_dtype"] = dtype_name
     tensors = convert_weights(weights, config, dtype, source)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +100,7 @@ def import_gguf(
             "source": str(source.resolve()),
             "source_name": source.name,
             "source_size": source.stat().st_size,
-            "dtype": str(dtype).removeprefix("mlx.core."),
+            "dtype": dtype_name,
         }
         _write_json(staging / IMPORT_RECORD_NAME, record)
         os.rename(staging, destination)
@@ -159,7 +165,6 @@ def build_model_config(
         "mlp_bias": False,
         "bos_token_id": reader.integer("tokenizer.ggml.bos_token_id", default=None),
         "eos_token_id": reader.integer("tokenizer.ggml.eos_token_id", default=None),
-        "torch_dtype": "float32",
     }
     rope_scaling = _rope_scaling(reader, architecture, source)
     if rope_scaling is not None:
@@ -196,7 +201,7 @@ def convert_weights(
 def undo_rotary_interleave(tensor: mx.array, num_heads: int) -> mx.array:
     """Reorder q/k projection rows from interleaved to split-half rotary order.
 
-    Within each head, GGUF row `2 * i + j` (pair i, member j) holds the
+    Within each head, GGUF row `2 * i + j` (pair i, member j) is the
     Hugging Face row `j * head_dim / 2 + i`. Works for weights (2-D) and
     biases (1-D).
     """
@@ -300,7 +305,7 @@ class _MetadataReader:
         if isinstance(value, mx.array) and value.size == 1:
             if value.dtype == mx.float32:
                 # The shortest text that reads back as the same float32, so
-                # config.json says 1e-05 rather than 9.999999747378752e-06.
+                # config.json shows 1e-05 rather than 9.999999747378752e-06.
                 return float(str(np.float32(value.item())))
             return float(value.item())
         raise GGUFImportError(

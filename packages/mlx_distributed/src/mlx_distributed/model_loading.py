@@ -33,7 +33,7 @@ from mlx_distributed.gguf_import import (
     IMPORT_RECORD_NAME,
     import_gguf,
 )
-from mlx_distributed.user_cache import cache_root
+from mlx_distributed.user_cache import CACHE_ENV_VAR, cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def cache_dir() -> Path:
-    """Return the folder that holds imported models."""
+    """Return the folder that contains imported models."""
     return cache_root() / "models"
 
 
@@ -131,7 +131,13 @@ def ensure_imported(gguf_path: Path, destination: Path) -> Path:
     """
     if _is_current_import(destination, gguf_path):
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"cannot create the model cache folder {destination.parent}: {error}. "
+            f"Set {CACHE_ENV_VAR} to a writable folder"
+        ) from error
     with _exclusive_lock(destination.parent / f".{destination.name}.lock"):
         if _is_current_import(destination, gguf_path):
             return destination

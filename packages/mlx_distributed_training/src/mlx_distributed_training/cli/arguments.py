@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--blas",
-        choices=("openblas", "reference"),
+        choices=("auto", "openblas", "reference"),
         default=None,
-        help="Linux CPU only: BLAS behind MLX. openblas (default, or "
-        "$MLX_DISTRIBUTED_BLAS) restarts the process with the bundled OpenBLAS "
-        "preloaded; reference keeps the slow BLAS the MLX wheel links.",
+        help="Linux CPU only: BLAS behind MLX. auto (default, or "
+        "$MLX_DISTRIBUTED_BLAS) and openblas restart the process with the bundled "
+        "OpenBLAS preloaded (auto falls back with a warning, openblas fails); "
+        "reference keeps the slow BLAS the MLX wheel links.",
     )
     run.add_argument(
         "--log-level",
@@ -98,5 +99,5 @@ def _metavar(annotation: typing.Any) -> str:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, typing.Any]:
-    """The config fields given as flags, still as text (or bool)."""
+    """Collect the config fields given as flags, still as text (or bool)."""
     return {name: getattr(args, name) for name in CONFIG_FIELDS if hasattr(args, name)}

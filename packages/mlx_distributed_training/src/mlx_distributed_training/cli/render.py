@@ -90,8 +90,11 @@ def show_summary(result: TrainResult, console: Console | None = None) -> None:
         table.add_row("saved to", str(result.output_path))
     console.print(table)
     if after is not None and after.samples:
-        console.print("samples after training (expected -> generated):")
-        for location, expected, generated in after.samples:
+        console.print("held-out samples after training:")
+        for location, expected, greedy, matched in after.samples:
+            verdict = "matches" if matched else "differs at the end of"
             console.print(
-                f"  {expected!r} -> {generated!r}  ({location})", markup=False
+                f"  expected {expected!r}, greedy reply {verdict} {greedy!r}"
+                f"  ({location})",
+                markup=False,
             )

@@ -55,7 +55,11 @@ def train_main(argv: list[str]) -> int:
     )
     # Restarts this process with OpenBLAS preloaded where that helps (Linux).
     # Launched ranks inherit the resulting environment.
-    blas = ensure_fast_blas(args.blas)
+    try:
+        blas = ensure_fast_blas(args.blas)
+    except (ValueError, RuntimeError) as error:
+        show_error(str(error))
+        return EXIT_USAGE
     try:
         config, resume_from = resolve_config(args)
     except (ConfigError, FileNotFoundError) as error:

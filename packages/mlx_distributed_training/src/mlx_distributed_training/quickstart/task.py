@@ -1,6 +1,6 @@
 """Generate the quickstart data: dates written many ways, answered as YYYY-MM-DD.
 
-The base model knows what dates are but answers in full sentences, so its exact
+The base model reads dates well but replies in full sentences, so its exact
 match on held-out dates is low; a short LoRA run teaches it the answer format
 and the month arithmetic. Output is deterministic for a given seed, and
 `python -m mlx_distributed_training.quickstart.task` rewrites the bundled files.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx_distributed_training.quickstart import DATA_DIR
 
-SPLIT_SIZES = {"train": 400, "valid": 40, "test": 100}
+SPLIT_SIZES = {"train": 240, "valid": 40, "test": 100}
 SEED = 20261204
 FIRST_DAY = datetime.date(1950, 1, 1)
 DAY_SPAN = (datetime.date(2049, 12, 31) - FIRST_DAY).days
@@ -63,7 +63,7 @@ def make_record(rng: random.Random, date: datetime.date) -> dict:
 
 
 def generate(seed: int = SEED) -> dict[str, list[dict]]:
-    """All splits; no date appears in more than one split."""
+    """Generate all splits; no date appears in more than one split."""
     rng = random.Random(seed)
     total = sum(SPLIT_SIZES.values())
     offsets = rng.sample(range(DAY_SPAN + 1), total)

@@ -1,6 +1,7 @@
 """mlx.launch front end: argument splitting, command building, real launches."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mlx_distributed_training.training.distributed.launch import (
     build_launch_command,
     find_free_port_range,
     launch_ranks,
+    rank_environment,
     run_launch,
     split_launch_arguments,
 )
@@ -130,6 +132,15 @@ def test_launch_runs_every_rank_in_one_group(tmp_path):
     assert [r["rank"] for r in reports] == [0, 1]
     assert [r["sum"] for r in reports] == [2.0, 2.0]
     assert reports[1]["extra"] == ["--backend", "ring"]
+
+
+def test_launch_gives_ranks_blas_settings(tmp_path):
+    launch_ranks(probe_command(tmp_path), LaunchRequest(num_processes=2), "ring")
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    expected = rank_environment(threads)
+    for report in read_reports(tmp_path):
+        assert report["blas"] == expected["MLX_DISTRIBUTED_BLAS"]
+        assert report["blas_threads"] == str(threads)
 
 
 def test_launch_reports_failed_rank_and_code(tmp_path):

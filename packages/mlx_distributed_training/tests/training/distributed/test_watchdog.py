@@ -31,7 +31,9 @@ def stop_message(runs, rank):
 
 
 def test_clean_run_finishes_on_every_rank(launch_ranks):
-    runs = run(launch_ranks, "--fault", "slow", "--slow-s", "2", "--late-finish-s", "2")
+    runs = run(
+        launch_ranks, "--fault", "slow", "--slow-s", "1.5", "--late-finish-s", "2"
+    )
     assert [r.returncode for r in runs] == [0, 0], runs.describe()
     assert all("finished" in r.stderr for r in runs)
 

@@ -1,7 +1,8 @@
 """Rank program for launcher tests: report what the rank received.
 
 Each rank writes ``rank<R>.json`` in ``--out`` with its rank, the group size,
-its arguments and ``PROBE_VALUE`` from its environment, after one
+its arguments and ``PROBE_VALUE`` and the BLAS variables from its
+environment, after one
 ``all_sum``. ``--exit-rank``/``--exit-code`` make one rank exit with that
 status afterwards; ``--kill-rank`` makes one rank SIGKILL itself.
 """
@@ -31,6 +32,8 @@ report = {
     "sum": total.item(),
     "extra": extra,
     "probe_value": os.environ.get("PROBE_VALUE"),
+    "blas": os.environ.get("MLX_DISTRIBUTED_BLAS"),
+    "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
 }
 with open(os.path.join(args.out, f"rank{group.rank()}.json"), "w") as handle:
     json.dump(report, handle)

@@ -32,9 +32,14 @@ class EncodedExample:
 
 @dataclass(frozen=True)
 class Reference:
-    """A prompt and the answer expected from it, for exact-match scoring."""
+    """A prompt and the reply expected from it, for exact-match scoring.
+
+    `target_tokens` is the reply as the chat template renders it, ending with
+    the end-of-turn token that stops generation.
+    """
 
     prompt_tokens: list[int]
+    target_tokens: list[int]
     answer: str
     location: str
 
@@ -150,19 +155,29 @@ class ChatEncoder:
         return EncodedExample(np.array(ids, np.int32), mask, example.location)
 
     def reference(self, example: Example) -> Reference | None:
-        """The prompt and expected answer of an example that ends in an answer."""
+        """The prompt and expected reply tokens of an example ending in a reply."""
         messages = example.messages
-        if not messages or messages[-1]["role"] != "assistant" or len(messages) < 2:
+        if not messages or len(messages) < 2 or messages[-1]["role"] != "assistant":
             return None
         answer = messages[-1]["content"]
-        if self.has_chat_template:
-            prompt = self._render(example, messages[:-1], add_generation_prompt=True)
-        elif len(messages) == 2:
-            prompt = messages[0]["content"]
-        else:
-            return None
-        prompt_ids, _ = self._tokenize(prompt)
-        return Reference(prompt_ids, answer, example.location)
+        if not self.has_chat_template:
+            if len(messages) != 2:
+                return None
+            prompt_ids, _ = self._tokenize(messages[0]["content"])
+            answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            targets = [*answer_ids, self.eos_id]
+            return Reference(prompt_ids, targets, answer, example.location)
+
+        full = self._render(example, messages)
+        ids, offsets = self._tokenize(full)
+        span_start, span_end = self._assistant_spans(example, full)[-1]
+        inside = [
+            index
+            for index, (start, end) in enumerate(offsets)
+            if span_start <= start < span_end and end > start
+        ]
+        first, last = inside[0], inside[-1] + 1
+        return Reference(ids[:first], ids[first:last], answer, example.location)
 
 
 def truncate(example: EncodedExample, max_length: int) -> tuple[EncodedExample, bool]:

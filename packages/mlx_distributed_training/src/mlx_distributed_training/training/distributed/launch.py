@@ -11,6 +11,7 @@ and to name the rank that failed first.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import shutil
@@ -21,12 +22,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlx_distributed import blas_environment
+
 from .group import BACKENDS
 from .hostfile import check_backend_matches, load_hostfile
 
 logger = logging.getLogger(__name__)
 
 TRAIN_MODULE = "mlx_distributed_training.cli.train"
+# The variables that mlx_distributed's blas_environment sets or clears.
+BLAS_VARIABLES = (
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "MLX_DISTRIBUTED_BLAS",
+    "OPENBLAS_NUM_THREADS",
+)
 _RANK_EXIT = re.compile(
     r"Node with rank (?P<rank>\d+) (?:exited with code (?P<code>-?\d+)|was killed)"
 )
@@ -101,12 +111,27 @@ def split_launch_arguments(
     return LaunchRequest(num_processes=num_processes, hostfile=hostfile), rest
 
 
-def rank_environment() -> dict[str, str]:
-    """Return the environment variables that every rank starts with."""
-    # TODO: merge in the BLAS settings from mlx_distributed's BLAS helper
-    # (an OpenBLAS LD_PRELOAD and thread counts) once it exists. Until then
-    # every rank uses the reference BLAS that the mlx CPU wheel links.
-    return {}
+def rank_environment(
+    threads_per_rank: int | None = None, blas: str | None = None
+) -> dict[str, str]:
+    """Return the BLAS variables that every rank starts with.
+
+    They come from mlx_distributed's ``blas_environment``: on Linux it
+    preloads OpenBLAS, unless ``blas`` (or ``MLX_DISTRIBUTED_BLAS``) is
+    ``"reference"``. ``threads_per_rank`` sets OPENBLAS_NUM_THREADS. Every
+    variable is passed explicitly, because ranks on other hosts do not inherit
+    this process's environment; an empty value clears the variable there.
+    """
+    try:
+        environment = blas_environment(
+            os.environ, blas=blas, num_threads=threads_per_rank
+        )
+    except RuntimeError as error:
+        logger.warning("ranks keep MLX's reference BLAS: %s", error)
+        environment = blas_environment(
+            os.environ, blas="reference", num_threads=threads_per_rank
+        )
+    return {name: environment.get(name, "") for name in BLAS_VARIABLES}
 
 
 def mlx_launch_command() -> list[str]:
@@ -196,17 +221,26 @@ def launch_ranks(
     rank_command: Sequence[str],
     request: LaunchRequest,
     backend: str,
+    blas: str | None = None,
 ) -> LaunchOutcome:
-    """Start ``rank_command`` on every rank of ``request`` and wait for all."""
+    """Start ``rank_command`` on every rank of ``request`` and wait for all.
+
+    Local ranks split this machine's cores between them (OpenBLAS threads);
+    ranks from a hostfile keep OpenBLAS's own default.
+    """
     starting_port = None
-    if request.hostfile is None and backend in ("any", "ring"):
-        # mlx.launch's default ports are fixed; two local runs would collide.
-        starting_port = find_free_port_range(request.num_processes or 1)
+    threads_per_rank = None
+    if request.hostfile is None:
+        count = request.num_processes or 1
+        threads_per_rank = max(1, (os.cpu_count() or 1) // count)
+        if backend in ("any", "ring"):
+            # mlx.launch's default ports are fixed, so two local runs collide.
+            starting_port = find_free_port_range(count)
     command = build_launch_command(
         rank_command,
         request,
         backend,
-        rank_environment(),
+        rank_environment(threads_per_rank, blas),
         starting_port=starting_port,
     )
     logger.info("starting ranks: %s", " ".join(command))
@@ -214,11 +248,14 @@ def launch_ranks(
 
 
 def launch_training(
-    rank_argv: Sequence[str], request: LaunchRequest, backend: str
+    rank_argv: Sequence[str],
+    request: LaunchRequest,
+    backend: str,
+    blas: str | None = None,
 ) -> int:
     """Run ``mlx-train`` with ``rank_argv`` on every rank; return the exit status."""
     rank_command = [sys.executable, "-m", TRAIN_MODULE, *rank_argv]
-    return launch_ranks(rank_command, request, backend).exit_code
+    return launch_ranks(rank_command, request, backend, blas).exit_code
 
 
 def find_free_port_range(count: int, attempts: int = 50) -> int:

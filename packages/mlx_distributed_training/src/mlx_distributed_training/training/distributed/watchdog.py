@@ -149,7 +149,7 @@ class Watchdog:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        self.stop(exc if isinstance(exc, Exception) else None)
+        self.stop(exc)
 
     @property
     def enabled(self) -> bool:
@@ -206,11 +206,14 @@ class Watchdog:
             with self._lock:
                 self._wait_started = None
 
-    def stop(self, error: Exception | None = None) -> None:
-        """Tell the other ranks this rank finished (or failed with ``error``)
-        and stop the heartbeat thread."""
+    def stop(self, error: BaseException | None = None) -> None:
+        """Send this rank's final status to the other ranks and stop the
+        heartbeat thread: done, or failed with ``error``. ``SystemExit`` with
+        status 0 counts as done."""
         if self._thread is None:
             return
+        if isinstance(error, SystemExit) and error.code in (0, None):
+            error = None
         with self._lock:
             if error is not None:
                 self._status = RankStatus.FAILED

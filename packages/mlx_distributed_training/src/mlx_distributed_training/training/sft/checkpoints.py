@@ -37,7 +37,7 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 @dataclass
 class TrainerState:
-    """Where a run is: the position to continue from and what it has done."""
+    """Progress of a run: the position to continue from and what it has done."""
 
     step: int = 0
     epoch: int = 0
@@ -140,8 +140,3 @@ def load_checkpoint_weights(checkpoint: Path, model: nn.Module) -> dict[str, mx.
     weights = mx.load(str(checkpoint / WEIGHTS_FILE))
     model.load_weights(list(weights.items()), strict=False)
     return mx.load(str(checkpoint / OPTIMIZER_FILE))
-
-
-def run_dir_of(checkpoint: Path) -> Path:
-    """The run folder that holds a checkpoint folder."""
-    return checkpoint.parent.parent

@@ -1,4 +1,4 @@
-"""Where a run writes when no output_dir is configured."""
+"""The default run folder, used when no output_dir is configured."""
 
 import datetime
 from pathlib import Path

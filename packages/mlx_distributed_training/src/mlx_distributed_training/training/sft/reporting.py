@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class ProgressView(Protocol):
-    """Where progress is shown to a person (the CLI's console renderer)."""
+    """Display of progress to a person (the CLI's console renderer)."""
 
     def start(self, total_steps: int, first_step: int) -> None: ...
     def advance(self, step: int) -> None: ...
@@ -33,7 +33,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_train_line(metrics: dict[str, Any], total_steps: int) -> str:
-    """The fixed-format progress line for one train report."""
+    """Format the fixed progress line of one train report."""
     return (
         f"step {metrics['step']}/{total_steps} | loss {metrics['loss']:.3f} | "
         f"lr {metrics['learning_rate']:.1e} | "

@@ -50,7 +50,7 @@ def run_training(
     view: ProgressView | None = None,
     group: mx.distributed.Group | None = None,
 ) -> TrainResult:
-    """Train on this rank as `config` says; rank 0 writes every file."""
+    """Train on this rank as configured by `config`; rank 0 writes every file."""
     started = time.perf_counter()
     group = group or init_group(config.backend)
     is_writer = group.rank() == 0

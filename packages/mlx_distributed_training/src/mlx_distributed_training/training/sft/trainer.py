@@ -1,6 +1,6 @@
 """The training loop: micro-steps, gradient averaging, steps, evaluation, saves.
 
-Loss normalisation: every rank knows the whole global batch, so each computes
+Loss normalisation: every rank has the whole global batch, so each computes
 the global number of target tokens without communicating. A rank scales its
 summed loss by `world_size / global_targets`; averaging the gradients over the
 ranks then yields exactly the gradient of the per-token mean over the global
@@ -54,7 +54,7 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a finished run did, for the closing summary."""
+    """Outcome of a finished run, for the closing summary."""
 
     state: TrainerState
     total_steps: int
@@ -180,8 +180,10 @@ class Trainer:
                 "written for this step. Lower learning_rate or set max_grad_norm, "
                 "then resume from the last checkpoint"
             )
-        self.optimizer.update(self.model, grads)
-        mx.eval(self.model.trainable_parameters(), self.optimizer.state)
+        # A sharded optimizer state gathers the updated slices from every rank.
+        with self.collective(f"update at step {self.state.step + 1}"):
+            self.optimizer.update(self.model, grads)
+            mx.eval(self.model.trainable_parameters(), self.optimizer.state)
         return loss_value
 
     # -- the run ----------------------------------------------------------
@@ -268,8 +270,9 @@ class Trainer:
             result.train_seconds += time.perf_counter() - step_start
             self.state.step += 1
             self.state.trained_tokens += count_targets(examples, indices)
-            window_tokens += sum(len(examples[i].tokens) for i in indices)
-            result.processed_tokens += sum(len(examples[i].tokens) for i in indices)
+            processed = sum(len(examples[i].tokens) for i in indices)
+            window_tokens += processed
+            result.processed_tokens += processed
             self.state.batch_in_epoch += 1
             if self.state.batch_in_epoch >= steps_per_epoch:
                 self.state.epoch += 1

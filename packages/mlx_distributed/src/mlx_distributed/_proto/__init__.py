@@ -1,0 +1,1 @@
+"""Code generated from `proto/pipeline.proto`; do not edit by hand."""

@@ -1,0 +1,1 @@
+"""The pipeline protocol's `.proto` source and the command that compiles it."""
