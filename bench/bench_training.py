@@ -70,6 +70,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each kind, interleaved"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="BLAS/OpenMP threads of the speed runs, the same for both tools "
+        "(default: OpenBLAS's own, one per core)",
+    )
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--memory-batch-size", type=int, default=2)
     parser.add_argument(
@@ -142,6 +148,16 @@ def count_mlx_lm_tokens(model: str, data: Path, max_seq_length: int) -> TokenCou
 
 
 # -- runs ---------------------------------------------------------------------
+
+
+def count_mlx_train_tokens(model: str, data: Path, max_seq_length: int) -> int:
+    """Processed tokens of one epoch over the subset as mlx-train encodes it."""
+    from mlx_distributed_training.training.datasets.loading import load_training_data
+    from mlx_lm.utils import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(model))
+    data = load_training_data(data, tokenizer, max_seq_length=max_seq_length)
+    return sum(len(example.tokens) for example in data.train.examples)
 
 
 def run_logged(command: list[str], env: dict[str, str], log: Path) -> str:
@@ -268,6 +284,7 @@ def train_mlx_lm(
 def compare_speed(args, subset: Path, scratch: Path, env: dict[str, str]) -> dict:
     """mlx-train (plain and packed) vs mlx_lm.lora, interleaved."""
     theirs_counts = count_mlx_lm_tokens(args.model, subset, args.max_seq_length)
+    ours_processed = count_mlx_train_tokens(args.model, subset, args.max_seq_length)
     ours_runs, packed_runs, theirs_runs = [], [], []
     one_epoch = ["--micro-batch-size", str(args.batch_size), "--num-epochs", "1"]
     for repeat in range(args.repeats):
@@ -303,6 +320,7 @@ def compare_speed(args, subset: Path, scratch: Path, env: dict[str, str]) -> dic
         "ours": statistics.median(ours_runs),
         "packed": statistics.median(packed_runs),
         "theirs": statistics.median(theirs_runs),
+        "ours_processed": ours_processed,
         "ours_loss_tokens": ours["trained_tokens"],
         "theirs_counts": theirs_counts,
     }
@@ -359,7 +377,8 @@ def print_report(args, results: dict, seconds: float) -> None:
         f"batch size {args.batch_size}, max_seq_length {args.max_seq_length}, "
         f"LoRA rank {args.lora_rank} scale {args.lora_scale:g} on the last "
         f"{args.lora_layers} layers, {args.steps * args.batch_size} examples, "
-        f"median of {args.repeats} run(s); {os.cpu_count()} CPUs, load "
+        f"median of {args.repeats} run(s); {args.threads or 'default'} BLAS "
+        f"threads in the speed runs; {os.cpu_count()} CPUs, load "
         f"average {load:.1f}; {seconds / 60:.1f} min"
     )
     if "speed" in results:
@@ -375,9 +394,10 @@ def print_report(args, results: dict, seconds: float) -> None:
             ratio = f"{rate / speed['theirs']:8.2f}x" if target else ""
             print(f"{name:<44}{rate:>12,.0f}{ratio:>9}  {target or ''}")
         print(
-            f"  one epoch, mlx_lm encoding: {counts.processed:,} processed, "
-            f"{counts.loss_bearing:,} loss-bearing tokens; mlx-train trained "
-            f"{speed['ours_loss_tokens']:,} loss-bearing tokens"
+            f"  tokens in one epoch: mlx_lm {counts.processed:,} processed, "
+            f"{counts.loss_bearing:,} loss-bearing; mlx-train "
+            f"{speed['ours_processed']:,} processed, "
+            f"{speed['ours_loss_tokens']:,} loss-bearing"
         )
     if "ranks" in results:
         ranks = results["ranks"]
@@ -408,6 +428,9 @@ def main() -> None:
     data = Path(args.data or DATA_DIR)
     env = blas_environment(blas="openblas")
     env["PYTHONUNBUFFERED"] = "1"
+    speed_env = dict(env)
+    if args.threads is not None:
+        speed_env.update({name: str(args.threads) for name in ONE_THREAD})
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="bench-training-"))
     try:
@@ -417,7 +440,7 @@ def main() -> None:
         write_subset(data, memory_subset, 2 * args.memory_batch_size * 4)
         results = {}
         if "speed" not in args.skip:
-            results["speed"] = compare_speed(args, subset, scratch, env)
+            results["speed"] = compare_speed(args, subset, scratch, speed_env)
         if "ranks" not in args.skip:
             results["ranks"] = compare_ranks(args, subset, scratch, env)
         if "memory" not in args.skip:
