@@ -4,7 +4,7 @@ Three comparisons, each run in fresh processes on the same model, data, batch
 size, max_seq_length, LoRA settings and BLAS (OpenBLAS preloaded in every
 process through mlx_distributed.blas_environment):
 
-1. Speed: mlx-train vs `python -m mlx_lm lora --train` (YAML config), LoRA,
+1. Speed: mlx-train vs `mlx_lm lora --train` with a YAML config, LoRA,
    prompt masking, constant learning rate, AdamW without weight decay, no
    validation, one epoch over a subset of whole batches. Also mlx-train with
    pack_sequences. Target ratios: >= 1.0x, >= 1.3x packed.
@@ -21,8 +21,11 @@ summary. mlx_lm.lora reports loss-bearing tokens/s, so the bench tokenizes the
 subset as mlx_lm does, counts both kinds per epoch and converts the rate. Runs
 are interleaved (A, B, A, B) and each figure is the median of the repeats.
 
-    uv run python bench/bench_training.py            # about 30 min on 2 cores
-    uv run python bench/bench_training.py --quick    # a few minutes
+    uv run python bench/bench_training.py            # 3 repeats of 24 steps
+    uv run python bench/bench_training.py --quick    # 1 repeat of 8 steps
+
+On a 2-core machine under a load average of about 9, --quick took 19 minutes
+with two BLAS threads and the runs of one thread about 1-2 minutes each.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="8 steps and one repeat: a few minutes, noisier numbers",
+        help="8 steps and one repeat: shorter runs, noisier numbers",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     parser.add_argument("--run-mlx-lm", metavar="CONFIG", help=argparse.SUPPRESS)
@@ -207,9 +210,12 @@ def train_ours(
 
 
 def run_mlx_lm_lora(config_path: str) -> None:
-    """Run `mlx_lm lora --config CONFIG` in this process, printing each report's
-    exact values too: its own report line rounds loss-bearing tokens/s to an
-    integer, which is too coarse on a slow CPU. Training is untouched."""
+    """Run `mlx_lm lora --config CONFIG` in this process and print each report's
+    values unrounded as well.
+
+    mlx_lm's own report line rounds loss-bearing tokens/s to an integer, which
+    is too coarse on a slow CPU. Only the report hook is wrapped.
+    """
     from mlx_lm import lora
     from mlx_lm.cli_ui import TrainUI
 
@@ -232,7 +238,7 @@ def run_mlx_lm_lora(config_path: str) -> None:
 def train_mlx_lm(
     args: argparse.Namespace, data: Path, run_dir: Path, env: dict[str, str]
 ) -> dict:
-    """Run mlx_lm lora from a YAML config; return its last report line's values."""
+    """Run mlx_lm lora from a YAML config and return the values of its last report."""
     iterations = args.steps
     config = {
         "model": args.model,
