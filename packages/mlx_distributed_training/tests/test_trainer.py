@@ -4,6 +4,10 @@ import math
 import mlx.core as mx
 import pytest
 from mlx_distributed_training.configs.training_config import config_from_mapping
+from mlx_distributed_training.training.datasets.loading import (
+    load_training_data,
+    pack_examples,
+)
 from mlx_distributed_training.training.sft.checkpoints import list_checkpoints
 from mlx_distributed_training.training.sft.run import run_training
 from mlx_distributed_training.training.sft.trainer import TrainingDivergedError
@@ -148,3 +152,25 @@ def test_resume_past_max_steps_is_config_error(tiny_model_dir, chat_data_dir, tm
     ]
     assert caught.value.source == str(run_dir / "checkpoints/step-00000004")
     assert not (tmp_path / "again").exists()
+
+
+def test_packed_run_steps_over_rows(
+    tiny_model_dir, tiny_tokenizer, chat_data_dir, tmp_path
+):
+    data = load_training_data(chat_data_dir, tiny_tokenizer, max_seq_length=128)
+    rows = pack_examples(data.train.examples, 128, seed=0)
+    assert len(rows) <= len(data.train.examples) // 3
+    config = tiny_config(
+        tiny_model_dir,
+        chat_data_dir,
+        tmp_path / "run",
+        pack_sequences=True,
+        max_seq_length=128,
+        max_steps=None,
+        num_epochs=1,
+        micro_batch_size=2,
+    )
+    result = run_training(config)
+    assert result.state.step == math.ceil(len(rows) / 2)
+    # The first token of an example is a prompt token, so packing drops no target.
+    assert result.state.trained_tokens == data.train.target_count

@@ -14,7 +14,10 @@ from mlx_distributed_training.configs.training_config import (
 )
 from mlx_distributed_training.quickstart import DATA_DIR as QUICKSTART_DATA
 from mlx_distributed_training.training.datasets.batching import BatchLayout
-from mlx_distributed_training.training.datasets.loading import load_training_data
+from mlx_distributed_training.training.datasets.loading import (
+    load_training_data,
+    pack_examples,
+)
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.distributed.watchdog import Watchdog
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
@@ -78,6 +81,12 @@ def run_training(
         max_seq_length=config.max_seq_length,
         mask_prompt=config.mask_prompt,
     )
+    if config.pack_sequences:
+        # Packed once from the seed, so every rank and a resumed run see the
+        # same rows; epochs and steps then count rows, not examples.
+        data.train.examples = pack_examples(
+            data.train.examples, config.max_seq_length, config.seed
+        )
 
     state = None
     saved_optimizer_state = None
