@@ -59,13 +59,14 @@ def encode_split(
     max_seq_length: int,
 ) -> SplitData:
     data_format, examples = parse_split(records)
-    if data_format != "text" and not encoder.has_chat_template:
-        if data_format not in ("completions", "alpaca"):
-            raise DataError(
-                examples[0].location,
-                f"{data_format} data needs a model with a chat template, and this "
-                "model's tokenizer has none",
-            )
+    # Completions and alpaca pairs fall back to plain text without a template.
+    needs_template = data_format not in ("text", "completions", "alpaca")
+    if needs_template and not encoder.has_chat_template:
+        raise DataError(
+            examples[0].location,
+            f"{data_format} data needs a model with a chat template, and this "
+            "model's tokenizer has none",
+        )
     split = SplitData(name, data_format, [])
     for example in examples:
         encoded = encoder.encode(example)

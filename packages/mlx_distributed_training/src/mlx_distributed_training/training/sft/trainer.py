@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -67,7 +67,6 @@ class TrainResult:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     output_path: Path | None = None
-    checkpoints: list[Path] = field(default_factory=list)
 
 
 def plan_total_steps(
