@@ -66,7 +66,7 @@ def show_error(message: str) -> None:
 
 
 def show_summary(result: TrainResult, console: Console | None = None) -> None:
-    """The closing box: accuracy before/after, tokens, speed, memory, output."""
+    """Print the closing box: accuracy before/after, tokens, speed, memory, output."""
     console = console or Console(highlight=False)
     table = Table(title="mlx-train summary", show_header=False, title_justify="left")
     table.add_column("what", style="bold")

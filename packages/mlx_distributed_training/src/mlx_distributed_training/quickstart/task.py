@@ -1,4 +1,4 @@
-"""Generate the quickstart data: dates written many ways, answered as YYYY-MM-DD.
+"""Generate the quickstart data: dates written many ways, with YYYY-MM-DD replies.
 
 The base model reads dates well but replies in full sentences, so its exact
 match on held-out dates is low; a short LoRA run teaches it the answer format

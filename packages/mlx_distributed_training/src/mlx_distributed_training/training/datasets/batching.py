@@ -1,6 +1,6 @@
 """Deterministic global batches, and each rank's share of them.
 
-Every rank holds the whole training split and computes the same global batch
+Every rank has the whole training split and computes the same global batch
 order from the seed and epoch, so no rank needs to ask another what to read.
 Rank `r` takes examples `r, r + world_size, ...` of each global batch and splits
 them into `gradient_accumulation_steps` micro-batches. The last global batch of
@@ -22,7 +22,7 @@ PAD_MULTIPLE = 8
 
 @dataclass(frozen=True)
 class BatchLayout:
-    """How one global batch is split across ranks and micro-steps."""
+    """Split of one global batch across ranks and micro-steps."""
 
     micro_batch_size: int
     gradient_accumulation_steps: int
@@ -50,7 +50,7 @@ class MicroBatch:
 
 
 def epoch_order(example_count: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled example order of one epoch, the same on every rank."""
+    """Return the shuffled example order of one epoch, the same on every rank."""
     return np.random.default_rng([seed, epoch]).permutation(example_count)
 
 

@@ -155,7 +155,7 @@ class ChatEncoder:
         return EncodedExample(np.array(ids, np.int32), mask, example.location)
 
     def reference(self, example: Example) -> Reference | None:
-        """The prompt and expected reply tokens of an example ending in a reply."""
+        """Return the prompt and expected reply tokens of a reply-ending example."""
         messages = example.messages
         if not messages or len(messages) < 2 or messages[-1]["role"] != "assistant":
             return None

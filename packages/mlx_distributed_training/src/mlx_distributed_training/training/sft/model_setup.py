@@ -13,7 +13,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers
 
 
 def adapter_settings(config: DistributedTrainingConfig, layer_count: int) -> dict:
-    """The adapter description mlx-lm reads from `adapter_config.json`."""
+    """Build the adapter description mlx-lm reads from `adapter_config.json`."""
     num_layers = layer_count if config.lora_layers == -1 else config.lora_layers
     settings = {
         "fine_tune_type": config.fine_tune_type,

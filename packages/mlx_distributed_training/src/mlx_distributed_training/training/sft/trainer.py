@@ -2,7 +2,7 @@
 
 Loss normalisation: every rank has the whole global batch, so each computes
 the global number of target tokens without communicating. A rank scales its
-summed loss by `world_size / global_targets`; averaging the gradients over the
+summed loss by `world_size / global_targets`. Averaging the gradients over the
 ranks then yields exactly the gradient of the per-token mean over the global
 batch, whatever the split into ranks and micro-steps. This is what makes
 2 ranks x micro-batch 4 equal 1 rank x batch 8.
