@@ -121,6 +121,46 @@ def test_run_prints_progress_and_summary(tiny_model_dir, chat_data_dir, tmp_path
     assert (tmp_path / "run/adapter/adapters.safetensors").is_file()
 
 
+def test_one_process_with_named_backend_trains(tiny_model_dir, chat_data_dir, tmp_path):
+    # -n 1 means this process alone, even when the config names the backend
+    # that multi-rank runs use.
+    output = tmp_path / "run"
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, output, "--max-steps", "1"),
+        "-n",
+        "1",
+        "--backend",
+        "ring",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (output / "adapter/adapters.safetensors").is_file()
+
+
+def test_backend_without_launcher_exits_1_naming_it(chat_data_dir, tmp_path):
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("MLX_")
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_distributed_training.cli.train",
+            *tiny_args(tmp_path / "model", chat_data_dir, tmp_path / "run"),
+            "--backend",
+            "ring",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "mlx-train: error: could not initialize distributed backend 'ring': "
+    )
+
+
 def test_killed_run_resumes_to_same_weights(tiny_model_dir, chat_data_dir, tmp_path):
     common = ["--max-steps", "300", "--save-interval-steps", "10", "--keep-last", "50"]
     straight = tmp_path / "straight"

@@ -15,6 +15,10 @@ from mlx_distributed_training.configs.training_config import (
     load_config,
 )
 from mlx_distributed_training.training.datasets.errors import DataError
+from mlx_distributed_training.training.distributed.group import (
+    DistributedBackendError,
+    init_single_process_group,
+)
 from mlx_distributed_training.training.distributed.hostfile import HostfileError
 from mlx_distributed_training.training.distributed.launch import (
     LaunchError,
@@ -68,7 +72,7 @@ def train_main(argv: list[str]) -> int:
         show_error(str(error))
         return EXIT_USAGE
 
-    if launch_request is not None:
+    if launch_request is not None and not launch_request.in_process:
         if config.output_dir is None:
             # Every rank must agree on the folder, so fix it before launching.
             rank_argv = [*rank_argv, "--output-dir", default_output_dir()]
@@ -86,9 +90,13 @@ def train_main(argv: list[str]) -> int:
     if view is not None:
         view.show_line(blas.summary())
     try:
-        result = run_training(config, resume_from, view=view)
+        group = None
+        if launch_request is not None:
+            group = init_single_process_group()
+        result = run_training(config, resume_from, view=view, group=group)
     except (
         ConfigError,
+        DistributedBackendError,
         DataError,
         CheckpointError,
         TrainingDivergedError,

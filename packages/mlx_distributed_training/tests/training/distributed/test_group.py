@@ -4,6 +4,7 @@ import pytest
 from mlx_distributed_training.training.distributed.group import (
     DistributedBackendError,
     init_group,
+    init_single_process_group,
     launched_by_launcher,
 )
 
@@ -50,3 +51,15 @@ def test_unavailable_backend_named():
     with pytest.raises(DistributedBackendError) as raised:
         init_group("nccl")
     assert str(raised.value).startswith("distributed backend 'nccl' is not available")
+
+
+def test_single_process_group_has_one_rank(no_launcher):
+    group = init_single_process_group()
+    assert (group.size(), group.rank()) == (1, 0)
+
+
+def test_single_process_group_rejected_under_launcher(no_launcher, monkeypatch):
+    monkeypatch.setenv("MLX_RANK", "1")
+    with pytest.raises(DistributedBackendError) as raised:
+        init_single_process_group()
+    assert str(raised.value).startswith("-n 1 trains in this process, but a launcher")

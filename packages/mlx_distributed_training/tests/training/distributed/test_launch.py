@@ -48,10 +48,15 @@ def test_split_without_launch_options_returns_none():
 
 
 def test_split_one_process_trains_in_this_process():
-    assert split_launch_arguments(["-n", "1", "--max-steps", "3"]) == (
-        None,
-        ["--max-steps", "3"],
-    )
+    request, rest = split_launch_arguments(["-n", "1", "--max-steps", "3"])
+    assert request == LaunchRequest(num_processes=1)
+    assert request.in_process
+    assert rest == ["--max-steps", "3"]
+
+
+def test_split_several_processes_launch():
+    request, _ = split_launch_arguments(["-n", "2"])
+    assert not request.in_process
 
 
 @pytest.mark.parametrize(

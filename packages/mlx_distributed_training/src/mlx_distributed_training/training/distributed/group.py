@@ -69,6 +69,22 @@ def init_group(backend: str) -> mx.distributed.Group:
         ) from error
 
 
+def init_single_process_group() -> mx.distributed.Group:
+    """Return a group of this process alone, for ``mlx-train -n 1``.
+
+    The configured backend is not consulted: one process needs no transport,
+    and a config written for multi-rank runs may name one.
+    """
+    if launched_by_launcher():
+        raise DistributedBackendError(
+            "-n 1 trains in this process, but a launcher started it as one "
+            "rank of several (MLX_RANK or a similar variable is set); drop -n 1"
+        )
+    # Without MLX_RANK and MLX_HOSTFILE the ring backend cannot start, and a
+    # non-strict init then returns MLX's one-process group.
+    return mx.distributed.init(strict=False, backend="ring")
+
+
 def _lone_ring_rank(environ: Mapping[str, str]) -> bool:
     """Return True when mlx.launch started this process as its only ring rank."""
     path = environ.get("MLX_HOSTFILE")

@@ -54,6 +54,11 @@ class LaunchRequest:
     num_processes: int | None = None
     hostfile: Path | None = None
 
+    @property
+    def in_process(self) -> bool:
+        """True for ``-n 1``: this process trains alone, without mlx.launch."""
+        return self.num_processes == 1 and self.hostfile is None
+
 
 @dataclass(frozen=True)
 class RankFailure:
@@ -77,9 +82,9 @@ def split_launch_arguments(
 ) -> tuple[LaunchRequest | None, list[str]]:
     """Remove ``-n N`` and ``--hostfile FILE`` from ``argv``.
 
-    Return the launch request (None when neither option is present, or for
-    ``-n 1``, which trains in this process) and the arguments every rank
-    receives.
+    Return the launch request (None when neither option is present; for
+    ``-n 1`` a request whose ``in_process`` is true) and the arguments every
+    rank receives.
     """
     num_processes: int | None = None
     hostfile: Path | None = None
@@ -108,7 +113,7 @@ def split_launch_arguments(
         raise LaunchError(
             "-n and --hostfile cannot be combined; the hostfile lists every rank"
         )
-    if hostfile is None and num_processes in (None, 1):
+    if hostfile is None and num_processes is None:
         return None, rest
     return LaunchRequest(num_processes=num_processes, hostfile=hostfile), rest
 
