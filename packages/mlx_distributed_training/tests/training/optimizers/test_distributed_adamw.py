@@ -179,6 +179,39 @@ def test_shard_norm_and_clipping_match_mlx():
     assert clipped.slices[0].tolist() == pytest.approx(expected)
 
 
+def bfloat16_gradients():
+    values = mx.random.normal((2, 300), key=mx.random.key(3)) * 0.01
+    return {"a": values[0].astype(mx.bfloat16), "b": values[1].astype(mx.bfloat16)}
+
+
+def test_bfloat16_norm_summed_in_float32():
+    gradients = bfloat16_gradients()
+    expected = mx.sqrt(
+        sum(mx.sum(mx.square(g.astype(mx.float32))) for g in gradients.values())
+    )
+    for shard_state in (False, True):
+        optimizer = DistributedAdamW(0.1, shard_state=shard_state)
+        reduced = optimizer.reduce_gradients(dict(gradients))
+        norm = optimizer.gradient_norm(reduced)
+        assert norm.dtype == mx.float32
+        assert norm.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bfloat16_clipping_same_sharded_or_not():
+    clipped = {}
+    for shard_state in (False, True):
+        optimizer = DistributedAdamW(0.1, shard_state=shard_state)
+        reduced = optimizer.reduce_gradients(bfloat16_gradients())
+        norm = optimizer.gradient_norm(reduced)
+        reduced = optimizer.clip_gradients(reduced, norm, 0.05)
+        if shard_state:
+            clipped[shard_state] = reduced.slices[0]
+        else:
+            clipped[shard_state] = mx.concatenate([reduced["a"], reduced["b"]])
+    assert clipped[False].dtype == mx.bfloat16
+    assert mx.array_equal(clipped[False], clipped[True]).item()
+
+
 def test_unsharded_reduce_returns_gradient_tree():
     optimizer = DistributedAdamW(0.1)
     reduced = optimizer.reduce_gradients({"layers.0.w": mx.ones((2,))})

@@ -14,16 +14,15 @@ the same parameter tree, in the same order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_map_with_path, tree_unflatten
 
 from .buckets import DEFAULT_BUCKET_SIZE_BYTES, Bucket, plan_buckets
-from .gradient_shards import GradientShards
+from .gradient_shards import GradientShards, squared_norm
 
 STEP_KEY = "step"
 LEARNING_RATE_KEY = "learning_rate"
@@ -134,12 +133,13 @@ class DistributedAdamW(optim.AdamW):
         return packed[start:stop] / self.world_size
 
     def gradient_norm(self, gradients: dict | GradientShards) -> mx.array:
-        """Return the L2 norm of the averaged gradients over all parameters.
+        """Return the L2 norm of the averaged gradients over all parameters,
+        in float32 whatever their dtype, so both paths clip alike.
 
         For shards this is a collective: one ``all_sum`` of a scalar.
         """
         if not isinstance(gradients, GradientShards):
-            return optim.clip_grad_norm(gradients, max_norm=math.inf)[1]
+            return mx.sqrt(squared_norm(g for _, g in tree_flatten(gradients)))
         squared = gradients.squared_norm()
         if self.world_size > 1:
             squared = mx.distributed.all_sum(squared, group=self.group)
@@ -150,9 +150,10 @@ class DistributedAdamW(optim.AdamW):
     ) -> dict | GradientShards:
         """Scale ``gradients`` of norm ``norm`` down to at most ``max_norm``,
         with the factor ``mlx.optimizers.clip_grad_norm`` uses."""
+        factor = mx.minimum(max_norm / (norm + 1e-6), 1.0)
         if not isinstance(gradients, GradientShards):
-            return optim.clip_grad_norm(gradients, max_norm)[0]
-        return gradients.scaled(mx.minimum(max_norm / (norm + 1e-6), 1.0))
+            return tree_map(lambda g: (g * factor).astype(g.dtype), gradients)
+        return gradients.scaled(factor)
 
     # -- state initialization -------------------------------------------------
 

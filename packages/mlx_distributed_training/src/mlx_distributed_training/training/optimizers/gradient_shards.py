@@ -9,9 +9,22 @@ one extra ``all_sum`` of a scalar provides.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import mlx.core as mx
+
+
+def squared_norm(arrays: Iterable[mx.array]) -> mx.array:
+    """Return the sum of squares of ``arrays``, accumulated in float32.
+
+    A bfloat16 result would round the norm, and so the clipping factor, to
+    about three significant digits.
+    """
+    total = mx.array(0.0, dtype=mx.float32)
+    for values in arrays:
+        total = total + mx.sum(mx.square(values.astype(mx.float32)))
+    return total
 
 
 @dataclass(frozen=True)
@@ -25,10 +38,7 @@ class GradientShards:
 
     def squared_norm(self) -> mx.array:
         """Return the sum of squares over this rank's slices (float32)."""
-        total = mx.array(0.0, dtype=mx.float32)
-        for values in self.slices:
-            total = total + mx.sum(mx.square(values.astype(mx.float32)))
-        return total
+        return squared_norm(self.slices)
 
     def scaled(self, factor: mx.array) -> GradientShards:
         """Return the slices multiplied by ``factor``, each in its own dtype."""
