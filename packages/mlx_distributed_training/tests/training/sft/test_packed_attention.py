@@ -13,7 +13,7 @@ from mlx_distributed_training.training.sft.packed_attention import (
     check_packing_support,
     model_logits,
 )
-from mlx_lm.models import llama
+from mlx_lm.models import gpt2, llama
 from mlx_lm.tuner.trainer import grad_checkpoint
 
 
@@ -127,8 +127,32 @@ class TakesNoCache(IgnoresCache):
 
 
 def test_check_rejects_model_ignoring_mask():
-    with pytest.raises(PackingUnsupportedError, match="'wrapped' ignores the"):
+    with pytest.raises(PackingUnsupportedError) as raised:
         check_packing_support(IgnoresCache(), "wrapped")
+    assert str(raised.value).startswith(
+        "pack_sequences: model type 'wrapped' gives a packed example other "
+        "logits than the example alone."
+    )
+
+
+def test_check_rejects_absolute_positions():
+    # GPT-2 applies the mask, but its learned position embeddings number the
+    # tokens from the start of the row, not of each example.
+    mx.random.seed(0)
+    settings = {
+        "model_type": "gpt2",
+        "n_ctx": 64,
+        "n_embd": 32,
+        "n_head": 4,
+        "n_layer": 2,
+        "n_positions": 64,
+        "layer_norm_epsilon": 1e-5,
+        "vocab_size": 50,
+    }
+    model = gpt2.Model(gpt2.ModelArgs.from_dict(settings))
+    with pytest.raises(PackingUnsupportedError) as raised:
+        check_packing_support(model, "gpt2")
+    assert "position embeddings count from the start of the row" in str(raised.value)
 
 
 def test_check_rejects_model_without_cache_argument():

@@ -59,6 +59,8 @@ def check_packing_support(model: nn.Module, model_type: str) -> None:
 
     Two tokens from two different examples: with the mask applied, the
     second token attends only to itself and gets the logits it gets alone.
+    A model with absolute position embeddings fails too, because the second
+    token gets position 1 instead of 0.
     """
     was_training = model.training
     model.eval()
@@ -82,9 +84,10 @@ def check_packing_support(model: nn.Module, model_type: str) -> None:
         alone = model(tokens[:, 1:])[0, 0]
         if not mx.allclose(together, alone, rtol=1e-3, atol=1e-3).item():
             raise PackingUnsupportedError(
-                f"pack_sequences: model type {model_type!r} ignores the "
-                "per-example attention mask, so packed examples would attend "
-                "to each other. Set pack_sequences to false"
+                f"pack_sequences: model type {model_type!r} gives a packed "
+                "example other logits than the example alone. Its attention "
+                "ignores the per-example mask, or its position embeddings "
+                "count from the start of the row. Set pack_sequences to false"
             )
     finally:
         model.train(was_training)
