@@ -216,6 +216,31 @@ def test_resume_with_other_lora_rank_exits_1(tiny_model_dir, chat_data_dir, tmp_
     assert "Traceback" not in result.stderr
 
 
+def test_resume_with_incomplete_optimizer_state_exits_1(
+    tiny_model_dir, chat_data_dir, tmp_path
+):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "1")
+    )
+    assert result.returncode == 0, result.stderr
+    state_file = run_dir / "checkpoints/step-00000001/optimizer.safetensors"
+    state = mx.load(str(state_file))
+    dropped = sorted(name for name in state if name.endswith(".m"))[0]
+    del state[dropped]
+    mx.save_safetensors(str(state_file), state)
+    result = run_cli(
+        *tiny_args(tiny_model_dir, chat_data_dir, tmp_path / "again"),
+        *("--max-steps", "2", "--resume", str(run_dir)),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "mlx-train: error: optimizer state does not match the trainable "
+        f"parameters: missing '{dropped}'"
+    )
+
+
 def test_export_fuses_adapter_into_loadable_model(
     tiny_model_dir, chat_data_dir, tmp_path
 ):

@@ -25,6 +25,9 @@ from mlx_distributed_training.training.distributed.launch import (
     launch_training,
     split_launch_arguments,
 )
+from mlx_distributed_training.training.optimizers.distributed_adamw import (
+    OptimizerStateError,
+)
 from mlx_distributed_training.training.sft.checkpoints import (
     CONFIG_FILE,
     CheckpointError,
@@ -99,6 +102,9 @@ def train_main(argv: list[str]) -> int:
         DistributedBackendError,
         DataError,
         CheckpointError,
+        # NOTE: the message lacks the checkpoint's path, because run_training
+        # loads the optimizer state without naming its file.
+        OptimizerStateError,
         TrainingDivergedError,
         ModelNotFoundError,
         GGUFImportError,
