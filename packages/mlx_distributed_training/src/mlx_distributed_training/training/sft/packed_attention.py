@@ -33,6 +33,8 @@ class SegmentAttention:
     ) -> mx.array:
         """Return a boolean (batch, 1, length, length) mask: causal, within
         ``window_size`` when given, and within one example."""
+        # NOTE: unlike the fused causal mask of unpacked rows, this mask is
+        # materialized: batch x length^2 bytes, 64 MiB for 4 rows of 4,096.
         positions = mx.arange(length)
         allowed = positions[:, None] >= positions[None, :]
         if window_size is not None:
