@@ -1,0 +1,81 @@
+"""Exclusive lock on a run folder, so two runs never write into one folder.
+
+The writing rank holds an `flock` on `<run folder>/.mlx-train.lock` for the
+whole run. The kernel drops the lock when the holder exits in any way,
+SIGKILL included, so a killed run never blocks the next one. Because the lock
+belongs to the file and not to its path, two spellings of one folder (for
+example through a symlink) share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".mlx-train.lock"
+
+
+class RunFolderInUseError(RuntimeError):
+    """Another process holds the lock on the run folder."""
+
+
+class RunFolderLock:
+    """Exclusive lock on a run folder, taken by `acquire` or `with`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Create the folder and lock it, or raise RunFolderInUseError."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            # NOTE: without fcntl (Windows) nothing stops a second run from
+            # writing into the same folder; msvcrt.locking could replace it.
+            logger.warning("no fcntl here, so %s is not locked", self.run_dir)
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder_pid(fd)
+            os.close(fd)
+            owner = f"process {holder}" if holder else "another process"
+            raise RunFolderInUseError(
+                f"run folder {self.run_dir} is in use by {owner} (lock file "
+                f"{self.path}); wait for that run to end or choose another "
+                "output_dir"
+            ) from None
+        # The pid is for the error message of a second run only.
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock if this object holds it; the file stays."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunFolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_holder_pid(fd: int) -> int | None:
+    # The holder writes its pid right after locking, so this can be empty.
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None
