@@ -47,6 +47,13 @@ def test_split_without_launch_options_returns_none():
     assert split_launch_arguments(["--max-steps", "3"]) == (None, ["--max-steps", "3"])
 
 
+def test_split_one_process_trains_in_this_process():
+    assert split_launch_arguments(["-n", "1", "--max-steps", "3"]) == (
+        None,
+        ["--max-steps", "3"],
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -173,3 +180,27 @@ def test_launch_passes_environment_to_ranks(tmp_path):
     )
     assert run_launch(command).exit_code == 0
     assert [r["probe_value"] for r in read_reports(tmp_path)] == ["blas settings"] * 2
+
+
+def test_launcher_drops_to_lowest_priority_and_ranks_keep_theirs(tmp_path):
+    outcome = launch_ranks(
+        probe_command(tmp_path, "--wait-launcher-priority"),
+        LaunchRequest(num_processes=2),
+        "ring",
+    )
+    assert outcome.exit_code == 0
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for report in read_reports(tmp_path):
+        assert report["launcher_priority"] == 19
+        assert report["own_priority"] == own
+
+
+def test_one_host_hostfile_runs_one_rank_alone(tmp_path):
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([{"ssh": "127.0.0.1", "ips": ["127.0.0.1"]}]))
+    outcome = launch_ranks(
+        probe_command(tmp_path), LaunchRequest(hostfile=hostfile), "ring"
+    )
+    assert outcome.exit_code == 0
+    report = json.loads((tmp_path / "rank0.json").read_text())
+    assert (report["rank"], report["size"], report["sum"]) == (0, 1, 1.0)

@@ -157,6 +157,34 @@ def test_checkpoint_state_before_init_raises():
         DistributedAdamW(1e-2).checkpoint_state()
 
 
+def test_reduce_gradients_keeps_slices_and_empties_input():
+    parameters = {"a": mx.zeros((3,)), "b": mx.zeros((2, 2))}
+    optimizer = DistributedAdamW(0.1, shard_state=True, bucket_size_bytes=16)
+    gradients = {"a": mx.array([1.0, 2.0, 3.0]), "b": mx.full((2, 2), 4.0)}
+    optimizer.init(parameters)
+    shards = optimizer.reduce_gradients(gradients)
+    assert gradients == {}
+    assert [s.tolist() for s in shards.slices] == [[1.0, 2.0, 3.0], [4.0] * 4]
+
+
+def test_shard_norm_and_clipping_match_mlx():
+    gradients = {"a": mx.array([3.0, 0.0]), "b": mx.array([[4.0]])}
+    sharded = DistributedAdamW(0.1, shard_state=True)
+    shards = sharded.reduce_gradients(dict(gradients))
+    norm = sharded.gradient_norm(shards)
+    clipped_tree, expected_norm = optim.clip_grad_norm(gradients, 1.0)
+    clipped = sharded.clip_gradients(shards, norm, 1.0)
+    assert norm.item() == pytest.approx(expected_norm.item())
+    expected = [*clipped_tree["a"].tolist(), *clipped_tree["b"].reshape(-1).tolist()]
+    assert clipped.slices[0].tolist() == pytest.approx(expected)
+
+
+def test_unsharded_reduce_returns_gradient_tree():
+    optimizer = DistributedAdamW(0.1)
+    reduced = optimizer.reduce_gradients({"layers.0.w": mx.ones((2,))})
+    assert reduced["layers"][0]["w"].tolist() == [1.0, 1.0]
+
+
 def test_apply_gradients_returns_tree_for_parameter_dict():
     parameters = {"w": mx.ones((3,))}
     optimizer = DistributedAdamW(0.1, weight_decay=0.0, shard_state=True)
@@ -207,6 +235,24 @@ def test_sharded_weights_equal_unsharded(adamw_run):
             load(adamw_run, f"weights-sharded-rank{rank}"),
             load(adamw_run, f"weights-full-rank{rank}"),
         )
+
+
+def test_reduced_shards_give_unsharded_weights(adamw_run):
+    for rank in (0, 1):
+        assert_bitwise_equal(
+            load(adamw_run, f"weights-reduced-rank{rank}"),
+            load(adamw_run, f"weights-full-rank{rank}"),
+        )
+
+
+def test_shard_norm_matches_full_norm(adamw_run):
+    def norms(mode, rank):
+        return json.loads((adamw_run / f"norms-{mode}-rank{rank}.json").read_text())
+
+    full = norms("full", 0)
+    assert norms("reduced", 0) == norms("reduced", 1)
+    np.testing.assert_allclose(norms("reduced", 0), full, rtol=1e-6)
+    assert full[0] > 0
 
 
 def test_sharded_weights_identical_on_both_ranks(adamw_run):

@@ -1,10 +1,13 @@
 """Rank program: AdamW steps with and without sharded state, then a restore.
 
-Every rank feeds its own random gradients, averaged across the group, to two
-copies of one model: one optimizer shards its state, the other does not.
+Every rank feeds its own random gradients, averaged across the group, to
+three copies of one model: one optimizer keeps its whole state (full), one
+shards it (sharded), and one shards it and keeps only this rank's gradient
+slices from ``reduce_gradients`` (reduced).
 After ``--steps`` steps each rank saves, in ``--out``:
 
-- ``weights-<mode>-rank<R>``: the weights of each copy (mode sharded/full),
+- ``weights-<mode>-rank<R>``: the weights of each copy,
+- ``norms-<mode>-rank<R>.json``: ``gradient_norm`` of every step,
 - ``state-<mode>-rank<R>``: ``checkpoint_state()`` of each optimizer,
 - ``resumed-rank<R>``: weights after two more steps taken by a new sharded
   optimizer restored from the sharded checkpoint,
@@ -13,6 +16,7 @@ After ``--steps`` steps each rank saves, in ``--out``:
 """
 
 import argparse
+import json
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -56,21 +60,31 @@ def random_gradients(model: nn.Module, step: int) -> dict:
     return tree_map(lambda p: mx.random.normal(p.shape), model.trainable_parameters())
 
 
-def take_steps(model, optimizer, first_step, count):
+def take_steps(model, optimizer, first_step, count, reduce=False):
+    norms = []
     for step in range(first_step, first_step + count):
-        gradients = optimizer.average_gradients(random_gradients(model, step))
+        gradients = random_gradients(model, step)
+        if reduce:
+            gradients = optimizer.reduce_gradients(dict(tree_flatten(gradients)))
+        else:
+            gradients = optimizer.average_gradients(gradients)
+        norms.append(optimizer.gradient_norm(gradients).item())
         optimizer.apply_gradients(gradients, model)
         mx.eval(model.parameters(), optimizer.state)
+    return norms
 
 
 def save(name, tree):
     mx.save_safetensors(f"{args.out}/{name}-rank{rank}", dict(tree_flatten(tree)))
 
 
-for mode, shard_state in (("full", False), ("sharded", True)):
+modes = (("full", False, False), ("reduced", True, True), ("sharded", True, False))
+for mode, shard_state, reduce in modes:
     model = make_model()
     optimizer = make_optimizer(shard_state)
-    take_steps(model, optimizer, 0, args.steps)
+    norms = take_steps(model, optimizer, 0, args.steps, reduce)
+    with open(f"{args.out}/norms-{mode}-rank{rank}.json", "w") as handle:
+        json.dump(norms, handle)
     save(f"weights-{mode}", model.parameters())
     state = optimizer.checkpoint_state()
     mx.save_safetensors(f"{args.out}/state-{mode}-rank{rank}", state)

@@ -2,8 +2,10 @@
 
 Every step uses the same global batch of ``--global-batch-size`` sequences.
 Rank R trains on rows ``[R * m, (R + 1) * m)``, where ``m`` is the micro-batch
-size (global batch size / world size). Rank 0 saves the global loss of every
-step (``losses.json``) and each rank its final weights (``weights-rank<R>``).
+size (global batch size / world size). Each step follows the trainer's order:
+``reduce_gradients``, ``gradient_norm``, ``clip_gradients`` (``--max-grad-norm``),
+then the update. Rank 0 saves the global loss of every step (``losses.json``)
+and each rank its final weights (``weights-rank<R>``).
 """
 
 import argparse
@@ -26,6 +28,7 @@ parser.add_argument("--steps", type=int, default=4)
 parser.add_argument("--global-batch-size", type=int, default=8)
 parser.add_argument("--sequence-length", type=int, default=16)
 parser.add_argument("--shard-state", action="store_true")
+parser.add_argument("--max-grad-norm", type=float, default=0.5)
 args = parser.parse_args()
 
 group = init_group("any")
@@ -70,7 +73,9 @@ for step in range(args.steps):
     loss, gradients = loss_and_grad(model, tokens)
     # Every rank has the same number of tokens, so the mean of the rank
     # means is the mean over the global batch.
-    gradients = optimizer.average_gradients(gradients)
+    gradients = optimizer.reduce_gradients(dict(tree_flatten(gradients)))
+    norm = optimizer.gradient_norm(gradients)
+    gradients = optimizer.clip_gradients(gradients, norm, args.max_grad_norm)
     optimizer.apply_gradients(gradients, model)
     if world_size > 1:
         loss = mx.distributed.all_sum(loss, group=group) / world_size

@@ -5,6 +5,8 @@ its arguments and ``PROBE_VALUE`` and the BLAS variables from its
 environment, after one
 ``all_sum``. ``--exit-rank``/``--exit-code`` make one rank exit with that
 status afterwards; ``--kill-rank`` makes one rank SIGKILL itself.
+``--wait-launcher-priority`` waits up to 10 s for the parent process (the
+launcher) to reach the lowest priority and adds both priorities to the report.
 """
 
 import argparse
@@ -12,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import mlx.core as mx
 from mlx_distributed_training.training.distributed.group import init_group
@@ -21,6 +24,7 @@ parser.add_argument("--out", required=True)
 parser.add_argument("--exit-rank", type=int, default=-1)
 parser.add_argument("--exit-code", type=int, default=0)
 parser.add_argument("--kill-rank", type=int, default=-1)
+parser.add_argument("--wait-launcher-priority", action="store_true")
 args, extra = parser.parse_known_args()
 
 group = init_group(os.environ.get("PROBE_BACKEND", "any"))
@@ -35,6 +39,15 @@ report = {
     "blas": os.environ.get("MLX_DISTRIBUTED_BLAS"),
     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
 }
+if args.wait_launcher_priority:
+    deadline = time.monotonic() + 10
+    launcher = os.getppid()
+    while os.getpriority(os.PRIO_PROCESS, launcher) != 19:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    report["launcher_priority"] = os.getpriority(os.PRIO_PROCESS, launcher)
+    report["own_priority"] = os.getpriority(os.PRIO_PROCESS, 0)
 with open(os.path.join(args.out, f"rank{group.rank()}.json"), "w") as handle:
     json.dump(report, handle)
 

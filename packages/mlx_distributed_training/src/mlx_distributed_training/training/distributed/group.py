@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import mlx.core as mx
 
@@ -43,6 +44,14 @@ def init_group(backend: str) -> mx.distributed.Group:
             f"unknown distributed backend {backend!r}; "
             f"expected one of {', '.join(BACKENDS)}"
         )
+    if _lone_ring_rank(os.environ):
+        # mlx.launch gives the only rank of a one-host launch an empty ring
+        # hostfile, which MLX cannot parse; that rank trains alone.
+        hostfile = os.environ.pop("MLX_HOSTFILE")
+        try:
+            return mx.distributed.init(strict=False, backend="ring")
+        finally:
+            os.environ["MLX_HOSTFILE"] = hostfile
     strict = backend != "any" or launched_by_launcher()
     if backend != "any" and not mx.distributed.is_available(backend):
         raise DistributedBackendError(
@@ -58,3 +67,14 @@ def init_group(backend: str) -> mx.distributed.Group:
             "Start the ranks with `mlx-train -n N` or `mlx-train --hostfile "
             "FILE`, or set backend to 'any' to train in one process"
         ) from error
+
+
+def _lone_ring_rank(environ: Mapping[str, str]) -> bool:
+    """Return True when mlx.launch started this process as its only ring rank."""
+    path = environ.get("MLX_HOSTFILE")
+    if not path or environ.get("MLX_RANK") != "0":
+        return False
+    try:
+        return not Path(path).read_text().strip()
+    except OSError:
+        return False

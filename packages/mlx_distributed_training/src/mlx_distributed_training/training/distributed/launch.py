@@ -26,6 +26,7 @@ from mlx_distributed import blas_environment
 
 from .group import BACKENDS
 from .hostfile import check_backend_matches, load_hostfile
+from .launcher_priority import lower_launcher_priority_when_started
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def split_launch_arguments(
 ) -> tuple[LaunchRequest | None, list[str]]:
     """Remove ``-n N`` and ``--hostfile FILE`` from ``argv``.
 
-    Return the launch request (None when neither option is present) and the
-    arguments every rank receives.
+    Return the launch request (None when neither option is present, or for
+    ``-n 1``, which trains in this process) and the arguments every rank
+    receives.
     """
     num_processes: int | None = None
     hostfile: Path | None = None
@@ -106,7 +108,7 @@ def split_launch_arguments(
         raise LaunchError(
             "-n and --hostfile cannot be combined; the hostfile lists every rank"
         )
-    if num_processes is None and hostfile is None:
+    if hostfile is None and num_processes in (None, 1):
         return None, rest
     return LaunchRequest(num_processes=num_processes, hostfile=hostfile), rest
 
@@ -179,9 +181,13 @@ def build_launch_command(
     return [*command, "--", *rank_command]
 
 
-def run_launch(command: Sequence[str]) -> LaunchOutcome:
+def run_launch(command: Sequence[str], rank_count: int | None = None) -> LaunchOutcome:
     """Run an mlx.launch command, pass its output through and return the
-    status of the launch with the ranks that failed."""
+    status of the launch with the ranks that failed.
+
+    With ``rank_count``, mlx.launch drops to the lowest priority once it has
+    started that many ranks (see ``launcher_priority``).
+    """
     failures: list[RankFailure] = []
     # mlx.launch polls its stdin and forwards it to the ranks. An open pipe
     # without data keeps that poll idle, while end of file makes it spin.
@@ -192,6 +198,8 @@ def run_launch(command: Sequence[str]) -> LaunchOutcome:
         text=True,
         errors="replace",
     )
+    if rank_count is not None:
+        lower_launcher_priority_when_started(process.pid, rank_count)
     for line in process.stderr:
         sys.stderr.write(line)
         sys.stderr.flush()
@@ -244,7 +252,11 @@ def launch_ranks(
         starting_port=starting_port,
     )
     logger.info("starting ranks: %s", " ".join(command))
-    return run_launch(command)
+    if request.hostfile is None:
+        rank_count = request.num_processes or 1
+    else:
+        rank_count = len(load_hostfile(request.hostfile).hosts)
+    return run_launch(command, rank_count)
 
 
 def launch_training(

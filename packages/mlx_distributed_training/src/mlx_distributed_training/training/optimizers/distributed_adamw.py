@@ -5,6 +5,8 @@ Gradients are averaged with one ``all_sum`` per bucket of packed arrays. With
 each bucket, updates that slice of the weights, and an ``all_gather`` puts the
 full weights back together on every rank. AdamW works element by element, so
 the sharded update computes the same numbers as the unsharded one.
+:meth:`DistributedAdamW.reduce_gradients` also keeps only this rank's slice of
+the averaged gradients when sharded, reducing bucket by bucket.
 
 Every method that communicates is a collective: every rank must call it, with
 the same parameter tree, in the same order.
@@ -12,7 +14,8 @@ the same parameter tree, in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -20,6 +23,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
 from .buckets import DEFAULT_BUCKET_SIZE_BYTES, Bucket, plan_buckets
+from .gradient_shards import GradientShards
 
 STEP_KEY = "step"
 LEARNING_RATE_KEY = "learning_rate"
@@ -88,6 +92,68 @@ class DistributedAdamW(optim.AdamW):
             averaged.update(bucket.unpack(total / self.world_size))
         return tree_map_with_path(lambda path, _: averaged[path], gradients)
 
+    def reduce_gradients(
+        self, gradients: MutableMapping[str, mx.array]
+    ) -> dict | GradientShards:
+        """Average a flat ``{name: array}`` gradient dict over the group.
+
+        Unsharded, this returns the averaged gradient tree. Sharded, it returns
+        only this rank's slice of each bucket, and the host waits for one
+        bucket at a time, last bucket first. Each bucket's entries are removed
+        from ``gradients`` as it is reduced, so that their memory is freed: with
+        lazy gradients the backward pass then runs bucket by bucket too, and
+        the full gradients never exist at once. A collective.
+        """
+        if not self.shard_state:
+            tree = tree_unflatten(list(gradients.items()))
+            gradients.clear()
+            return self.average_gradients(tree)
+        if not self._initialized:
+            self.init(dict(gradients))
+        slices: list[mx.array | None] = [None] * len(self._buckets)
+        # Backward computes the last layers' gradients first.
+        for index in reversed(range(len(self._buckets))):
+            piece = self._reduce_bucket(self._buckets[index], gradients)
+            mx.eval(piece)
+            slices[index] = piece
+        return GradientShards(tuple(slices))
+
+    def _reduce_bucket(
+        self, bucket: Bucket, gradients: MutableMapping[str, mx.array]
+    ) -> mx.array:
+        """Build (lazily) this rank's slice of the averaged bucket, taking the
+        bucket's arrays out of ``gradients``."""
+        packed = bucket.pack({e.key: gradients.pop(e.key) for e in bucket.entries})
+        if self.world_size > 1:
+            packed = mx.distributed.all_sum(packed, group=self.group)
+        start, stop = bucket.shard_bounds(self.rank, self.world_size)
+        padding = stop - max(start, bucket.size)
+        if padding > 0:
+            packed = mx.concatenate([packed, mx.zeros((padding,), packed.dtype)])
+        # The division makes a new array, so the full packed vector is freed.
+        return packed[start:stop] / self.world_size
+
+    def gradient_norm(self, gradients: dict | GradientShards) -> mx.array:
+        """Return the L2 norm of the averaged gradients over all parameters.
+
+        For shards this is a collective: one ``all_sum`` of a scalar.
+        """
+        if not isinstance(gradients, GradientShards):
+            return optim.clip_grad_norm(gradients, max_norm=math.inf)[1]
+        squared = gradients.squared_norm()
+        if self.world_size > 1:
+            squared = mx.distributed.all_sum(squared, group=self.group)
+        return mx.sqrt(squared)
+
+    def clip_gradients(
+        self, gradients: dict | GradientShards, norm: mx.array, max_norm: float
+    ) -> dict | GradientShards:
+        """Scale ``gradients`` of norm ``norm`` down to at most ``max_norm``,
+        with the factor ``mlx.optimizers.clip_grad_norm`` uses."""
+        if not isinstance(gradients, GradientShards):
+            return optim.clip_grad_norm(gradients, max_norm)[0]
+        return gradients.scaled(mx.minimum(max_norm / (norm + 1e-6), 1.0))
+
     # -- state initialization -------------------------------------------------
 
     def init(self, parameters: dict) -> None:
@@ -118,7 +184,8 @@ class DistributedAdamW(optim.AdamW):
     def apply_gradients(self, gradients: dict, parameters: dict) -> dict:
         """Take one AdamW step and return the updated parameter tree.
 
-        ``gradients`` must already be averaged (see :meth:`average_gradients`).
+        ``gradients`` must already be averaged (see :meth:`average_gradients`),
+        or be this rank's shards from :meth:`reduce_gradients`.
         ``parameters`` is the model or its parameter tree. A model is updated
         in place as well, so every rank ends the step with the full weights.
         With sharding this is a collective, one ``all_gather`` per bucket,
@@ -129,6 +196,8 @@ class DistributedAdamW(optim.AdamW):
         if self.shard_state:
             model = parameters if isinstance(parameters, nn.Module) else None
             return self._apply_sharded(gradients, parameters, model)
+        if isinstance(gradients, GradientShards):
+            raise TypeError("gradient shards need an optimizer with shard_state=True")
         if isinstance(parameters, nn.Module):
             updated = super().apply_gradients(gradients, parameters.parameters())
             parameters.update(updated)
@@ -136,9 +205,18 @@ class DistributedAdamW(optim.AdamW):
         return super().apply_gradients(gradients, parameters)
 
     def _apply_sharded(
-        self, gradients: dict, parameters: dict, model: nn.Module | None
+        self,
+        gradients: dict | GradientShards,
+        parameters: dict,
+        model: nn.Module | None,
     ) -> dict:
+        shards = gradients if isinstance(gradients, GradientShards) else None
         if not self._initialized:
+            if shards is not None:
+                raise OptimizerStateError(
+                    "gradient shards come from reduce_gradients(), which "
+                    "initializes the state; call it on this optimizer first"
+                )
             self.init(gradients)
 
         # Same order as Optimizer.apply_gradients: schedule, then count.
@@ -146,14 +224,22 @@ class DistributedAdamW(optim.AdamW):
             self.state[name] = schedule(self.step)
         self.state[STEP_KEY] = self.step + 1
 
-        flat_gradients = dict(tree_flatten(gradients))
+        flat_gradients = {} if shards is not None else dict(tree_flatten(gradients))
         if model is not None:
             parameters = model.parameters()
         flat_parameters = dict(tree_flatten(parameters))
         del parameters
         updated: dict[str, mx.array] = {}
-        for bucket, slot in zip(self._buckets, self.state["shards"], strict=True):
-            weights = self._update_bucket(bucket, slot, flat_gradients, flat_parameters)
+        for index, (bucket, slot) in enumerate(
+            zip(self._buckets, self.state["shards"], strict=True)
+        ):
+            if shards is not None:
+                gradient_slice = shards.slices[index]
+            else:
+                start, stop = bucket.shard_bounds(self.rank, self.world_size)
+                gradient_slice = bucket.pack_range(flat_gradients, start, stop)
+            weights = self._update_bucket(bucket, slot, gradient_slice, flat_parameters)
+            del gradient_slice
             # The host waits for each bucket, so only one bucket's packed
             # copies exist at a time and replaced weights are freed early.
             # One lazy graph over all buckets would keep all of them alive.
@@ -163,13 +249,13 @@ class DistributedAdamW(optim.AdamW):
             for key in weights:
                 del flat_parameters[key]
             updated.update(weights)
-        return tree_map_with_path(lambda path, _: updated[path], gradients)
+        return tree_unflatten(list(updated.items()))
 
     def _update_bucket(
         self,
         bucket: Bucket,
         slot: dict[str, mx.array],
-        flat_gradients: dict[str, mx.array],
+        gradient_slice: mx.array,
         flat_parameters: dict[str, mx.array],
     ) -> dict[str, mx.array]:
         """Build (lazily) this rank's AdamW update of its slice of ``bucket``
@@ -180,9 +266,7 @@ class DistributedAdamW(optim.AdamW):
         """
         start, stop = bucket.shard_bounds(self.rank, self.world_size)
         new_slice = self.apply_single(
-            bucket.pack_range(flat_gradients, start, stop),
-            bucket.pack_range(flat_parameters, start, stop),
-            slot,
+            gradient_slice, bucket.pack_range(flat_parameters, start, stop), slot
         )
         return bucket.unpack(self._gather(new_slice))
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 from mlx_distributed_training.configs.training_config import DistributedTrainingConfig
 from mlx_distributed_training.training.datasets.batching import (
     BatchLayout,
@@ -128,13 +127,19 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------
 
-    def _micro_steps(self, indices) -> tuple[mx.array, object]:
-        """Run this rank's micro-steps of one global batch; sum their gradients."""
+    def _micro_steps(self, indices) -> tuple[mx.array, dict[str, mx.array]]:
+        """Run this rank's micro-steps of one global batch; sum their gradients.
+
+        Returns the summed loss and the summed gradients as a flat
+        ``{name: array}`` dict. The last micro-step stays lazy, so the
+        optimizer can run its backward pass bucket by bucket.
+        """
         global_targets = count_targets(self.data.train.examples, indices)
         scale = self.group.size() / max(global_targets, 1)
         summed_grads = None
         summed_loss = mx.array(0.0)
-        for micro_indices in rank_micro_batches(indices, self.layout):
+        micro_batches = rank_micro_batches(indices, self.layout)
+        for number, micro_indices in enumerate(micro_batches, start=1):
             batch = collate(self.data.train.examples, micro_indices)
             if batch is None:
                 continue
@@ -144,13 +149,14 @@ class Trainer:
             else:
                 summed_grads = tree_map(mx.add, summed_grads, grads)
             summed_loss = summed_loss + loss
-            # Wait for this micro-step so its activations can be freed.
-            mx.eval(summed_grads, summed_loss)
+            if number < len(micro_batches):
+                # Wait for this micro-step so its activations can be freed.
+                mx.eval(summed_grads, summed_loss)
         if summed_grads is None:
             # No example for this rank in a short final batch: it still has to
             # join the gradient all-reduce, with zeros.
             summed_grads = tree_map(mx.zeros_like, self.model.trainable_parameters())
-        return summed_loss, summed_grads
+        return summed_loss, dict(tree_flatten(summed_grads))
 
     def _step(self, indices) -> float:
         """One optimizer step on one global batch; returns its mean token loss."""
@@ -160,16 +166,17 @@ class Trainer:
         mx.random.seed(int(step_seed.generate_state(1)[0]))
         local_loss, grads = self._micro_steps(indices)
 
-        # Collectives: every rank runs these two in this order on every step.
-        grads = self.optimizer.average_gradients(grads)
-        loss = mx.distributed.all_sum(local_loss, group=self.group) / self.group.size()
-
-        grad_norm = optim.clip_grad_norm(grads, max_norm=math.inf)[1]
-        if self.config.max_grad_norm is not None:
-            grads, _ = optim.clip_grad_norm(grads, self.config.max_grad_norm)
-        # Host waits here, on the all-reduces too: the finiteness check needs
-        # the values. They are identical on every rank, so all take one branch.
+        # Collectives: every rank runs these in this order on every step. The
+        # host waits here, on the all-reduces too, because the finiteness
+        # check needs the values. They are identical on every rank, so all
+        # ranks take one branch.
         with self.collective(f"step {self.state.step + 1}"):
+            # A sharded state reduces (and computes) the gradients bucket by
+            # bucket here, keeping only this rank's slices.
+            grads = self.optimizer.reduce_gradients(grads)
+            loss = mx.distributed.all_sum(local_loss, group=self.group)
+            loss = loss / self.group.size()
+            grad_norm = self.optimizer.gradient_norm(grads)
             mx.eval(loss, grad_norm)
         loss_value, norm_value = loss.item(), grad_norm.item()
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
@@ -178,6 +185,10 @@ class Trainer:
                 f"{loss_value}, gradient norm is {norm_value}; no checkpoint was "
                 "written for this step. Lower learning_rate or set max_grad_norm, "
                 "then resume from the last checkpoint"
+            )
+        if self.config.max_grad_norm is not None:
+            grads = self.optimizer.clip_gradients(
+                grads, grad_norm, self.config.max_grad_norm
             )
         # A sharded optimizer state gathers the updated slices from every rank.
         with self.collective(f"update at step {self.state.step + 1}"):
