@@ -64,7 +64,7 @@ class Reporter:
         view: ProgressView | None,
         resume_step: int | None = None,
     ):
-        """Open the sinks in `run_dir`; nothing is written when it is None.
+        """Open the sinks in `run_dir`, or none when `run_dir` is None.
 
         With `resume_step` S, the events a killed run logged after step S are
         dropped from metrics.jsonl and hidden in TensorBoard, because the
@@ -84,7 +84,8 @@ class Reporter:
         if resume_step is not None:
             keep_metrics_up_to(self.metrics_path, resume_step)
             # TensorBoard hides the events of earlier files in this folder from
-            # this step on, as tensorboardX documents for purge_step.
+            # this step on, as the tensorboardX 2.6 SummaryWriter docstring
+            # describes purge_step.
             purge_step = resume_step + 1
         # tensorboardX names a file by the second it was opened and the host,
         # and truncates a file of that name. The suffix keeps a run resumed
@@ -172,15 +173,15 @@ class Reporter:
 def keep_metrics_up_to(path: Path, step: int) -> None:
     """Rewrite metrics.jsonl atomically, keeping only the events up to `step`.
 
-    Events without an integer "step" (none today, but a reader cannot tell)
-    are kept. Lines that are not JSON objects, such as a line cut short by a
+    Events without an integer "step" are kept, because they describe the run
+    rather than one step. Lines that are not JSON objects, such as a line cut short by a
     kill, are dropped with a warning.
     """
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return
-    kept = []
+    kept_lines = []
     for number, line in enumerate(lines, start=1):
         try:
             event = json.loads(line)
@@ -193,11 +194,11 @@ def keep_metrics_up_to(path: Path, step: int) -> None:
         event_step = event.get("step")
         is_step = isinstance(event_step, int) and not isinstance(event_step, bool)
         if not is_step or event_step <= step:
-            kept.append(line + "\n")
-    dropped = len(lines) - len(kept)
+            kept_lines.append(line + "\n")
+    dropped = len(lines) - len(kept_lines)
     if dropped:
         logger.info("dropped %d lines after step %d from %s", dropped, step, path)
-    write_text_atomic(path, "".join(kept))
+    write_text_atomic(path, "".join(kept_lines))
 
 
 def _start_wandb(run_dir: Path, config: DistributedTrainingConfig) -> Any:

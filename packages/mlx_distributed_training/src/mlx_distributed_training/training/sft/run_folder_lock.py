@@ -61,7 +61,7 @@ class RunFolderLock:
         self._fd = fd
 
     def release(self) -> None:
-        """Release the lock if this object holds it; the file stays."""
+        """Release the lock if this object has taken it. The lock file stays."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

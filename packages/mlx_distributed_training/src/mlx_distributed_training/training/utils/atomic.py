@@ -112,11 +112,11 @@ def remove_folder(path: Path) -> None:
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete what killed atomic writes left directly inside `folder`.
 
-    Only entries whose names start with ".tmp-" are touched, and only while no
-    other process writes into `folder`. A folder that was being replaced when
-    the writer died (".tmp-old-NAME" with no NAME beside it) is the last
-    complete copy, so it is renamed back to NAME instead. Returns the entries
-    removed or restored.
+    Only entries whose names start with ".tmp-" are touched. Call it only while
+    no other process writes into `folder`, because a live writer's temporary
+    looks the same. A folder that was being replaced when the writer died
+    (".tmp-old-NAME" with no NAME beside it) is the last complete copy, so it
+    is renamed back to NAME instead. Returns the entries removed or restored.
     """
     if not folder.is_dir():
         return []
