@@ -71,3 +71,34 @@ def test_lock_rejects_second_holder_in_process(tmp_path):
     with RunFolderLock(tmp_path / "run"):
         with pytest.raises(RunFolderInUseError):
             RunFolderLock(tmp_path / "run").acquire()
+
+
+def test_failed_run_removes_folder_it_created(tmp_path):
+    with pytest.raises(RuntimeError), RunFolderLock(tmp_path / "run"):
+        raise RuntimeError("model not found")
+
+    assert not (tmp_path / "run").exists()
+
+
+def test_failed_run_keeps_existing_folder(tmp_path):
+    (tmp_path / "run").mkdir()
+
+    with pytest.raises(RuntimeError), RunFolderLock(tmp_path / "run"):
+        raise RuntimeError("model not found")
+
+    assert (tmp_path / "run").is_dir()
+
+
+def test_failed_run_keeps_folder_with_output(tmp_path):
+    with pytest.raises(RuntimeError), RunFolderLock(tmp_path / "run"):
+        (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+        raise RuntimeError("diverged")
+
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_finished_run_keeps_lock_file(tmp_path):
+    with RunFolderLock(tmp_path / "run"):
+        pass
+
+    assert (tmp_path / "run" / LOCK_FILE).is_file()
