@@ -47,6 +47,9 @@ class MicroBatch:
     targets: mx.array  # int32, (batch, length - 1)
     mask: mx.array  # float32, (batch, length - 1): 1 where a target carries loss
     target_count: int
+    # Packed rows only: int32, (batch, length - 1), the example of each input
+    # position. Padding is -1.
+    segments: mx.array | None = None
 
 
 def epoch_order(example_count: int, seed: int, epoch: int) -> np.ndarray:
@@ -85,14 +88,22 @@ def collate(examples: list[EncodedExample], indices: np.ndarray) -> MicroBatch |
     width = math.ceil(longest / PAD_MULTIPLE) * PAD_MULTIPLE
     tokens = np.zeros((len(chosen), width), np.int32)
     mask = np.zeros((len(chosen), width), np.float32)
+    packed = any(example.segments is not None for example in chosen)
+    segments = np.full((len(chosen), width), -1, np.int32) if packed else None
     for row, example in enumerate(chosen):
         tokens[row, : len(example.tokens)] = example.tokens
         mask[row, : len(example.tokens)] = example.loss_mask
+        if segments is not None:
+            if example.segments is None:
+                segments[row, : len(example.tokens)] = 0
+            else:
+                segments[row, : len(example.tokens)] = example.segments
     return MicroBatch(
         inputs=mx.array(tokens[:, :-1]),
         targets=mx.array(tokens[:, 1:]),
         mask=mx.array(mask[:, 1:]),
         target_count=int(mask[:, 1:].sum()),
+        segments=None if segments is None else mx.array(segments[:, :-1]),
     )
 
 

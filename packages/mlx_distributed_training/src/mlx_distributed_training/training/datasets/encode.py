@@ -23,6 +23,8 @@ class EncodedExample:
     tokens: np.ndarray  # int32, shape (length,)
     loss_mask: np.ndarray  # bool, shape (length,)
     location: str
+    # Packed rows only: which example of the row each token belongs to.
+    segments: np.ndarray | None = None  # int32, shape (length,)
 
     @property
     def target_count(self) -> int:

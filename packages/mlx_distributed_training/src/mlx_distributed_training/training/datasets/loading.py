@@ -100,14 +100,14 @@ def pack_examples(
 ) -> list[EncodedExample]:
     """Concatenate shuffled examples into rows of at most `row_length` tokens.
 
-    NOTE: tokens of a packed row attend to earlier examples in the same row,
-    because the model's causal mask has no per-example boundaries; the loss
-    still counts only each example's own targets.
+    Each row records which example every token comes from (`segments`), so
+    that attention stays within an example (see `training.sft.packed_attention`).
     """
     order = np.random.default_rng(seed).permutation(len(examples))
     rows: list[EncodedExample] = []
     tokens: list[np.ndarray] = []
     masks: list[np.ndarray] = []
+    segments: list[np.ndarray] = []
     length = 0
 
     def close_row() -> None:
@@ -116,6 +116,7 @@ def pack_examples(
                 np.concatenate(tokens),
                 np.concatenate(masks),
                 f"packed row {len(rows)}",
+                np.concatenate(segments),
             )
         )
 
@@ -123,10 +124,12 @@ def pack_examples(
         example = examples[index]
         if length and length + len(example.tokens) > row_length:
             close_row()
-            tokens, masks, length = [], [], 0
+            tokens, masks, segments, length = [], [], [], 0
+        segments.append(np.full(len(example.tokens), len(tokens), np.int32))
         tokens.append(example.tokens)
-        # The first token of each example is predicted from the previous
-        # example's last token, which teaches nothing, so it is never a target.
+        # The first token of each example would be predicted from the previous
+        # example's last token, which is outside its attention, so it is never
+        # a target.
         mask = example.loss_mask.copy()
         mask[0] = False
         masks.append(mask)

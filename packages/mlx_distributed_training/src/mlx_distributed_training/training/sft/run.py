@@ -26,6 +26,10 @@ from mlx_distributed_training.training.optimizers.distributed_adamw import (
 from mlx_distributed_training.training.sft import checkpoints
 from mlx_distributed_training.training.sft.model_setup import prepare_model
 from mlx_distributed_training.training.sft.output_dir import default_output_dir
+from mlx_distributed_training.training.sft.packed_attention import (
+    PackingUnsupportedError,
+    check_packing_support,
+)
 from mlx_distributed_training.training.sft.reporting import ProgressView, Reporter
 from mlx_distributed_training.training.sft.run_folder_lock import RunFolderLock
 from mlx_distributed_training.training.sft.schedule import build_schedule
@@ -108,6 +112,11 @@ def _train(
         mask_prompt=config.mask_prompt,
     )
     if config.pack_sequences:
+        model_type = getattr(model, "model_type", type(model).__name__)
+        try:
+            check_packing_support(model, model_type)
+        except PackingUnsupportedError as error:
+            raise ConfigError([str(error)]) from error
         # Packed once from the seed, so every rank and a resumed run see the
         # same rows; epochs and steps then count rows, not examples.
         data.train.examples = pack_examples(

@@ -1,0 +1,136 @@
+"""Packed rows: each example attends only to itself, as if it were alone."""
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from mlx_distributed_training.training.datasets.batching import collate
+from mlx_distributed_training.training.datasets.encode import EncodedExample
+from mlx_distributed_training.training.datasets.loading import pack_examples
+from mlx_distributed_training.training.sft.loss import summed_token_loss
+from mlx_distributed_training.training.sft.packed_attention import (
+    PackingUnsupportedError,
+    check_packing_support,
+    model_logits,
+)
+from mlx_lm.models import llama
+from mlx_lm.tuner.trainer import grad_checkpoint
+
+
+def tiny_llama(**overrides):
+    mx.random.seed(0)
+    settings = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "intermediate_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": 50,
+        "tie_word_embeddings": True,
+        **overrides,
+    }
+    model = llama.Model(llama.ModelArgs.from_dict(settings))
+    mx.eval(model.parameters())
+    return model
+
+
+def example(tokens, location):
+    tokens = np.array(tokens, np.int32)
+    return EncodedExample(tokens, np.ones(len(tokens), bool), location)
+
+
+FIRST = example([3, 9, 4, 17, 5], "line 1")
+SECOND = example([8, 2, 30, 11], "line 2")
+
+
+def packed_row():
+    rows = pack_examples([FIRST, SECOND], row_length=16, seed=0)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_pack_records_example_of_each_token():
+    row = packed_row()
+    order = [0, 1] if row.tokens[0] == FIRST.tokens[0] else [1, 0]
+    lengths = [len((FIRST, SECOND)[i].tokens) for i in order]
+    assert row.segments.tolist() == [0] * lengths[0] + [1] * lengths[1]
+
+
+def test_collate_marks_padding_with_minus_one():
+    batch = collate([packed_row()], np.array([0]))
+    segments = batch.segments.tolist()[0]
+    assert len(segments) == 15
+    assert segments[9:] == [-1] * 6
+
+
+def test_packed_logits_equal_each_example_alone():
+    model = tiny_llama()
+    row = packed_row()
+    logits = model_logits(model, collate([row], np.array([0])))[0]
+    start = 0
+    for piece in np.split(row.tokens, np.flatnonzero(np.diff(row.segments)) + 1):
+        alone = model(mx.array(piece[None, :-1]))[0]
+        together = logits[start : start + len(piece) - 1]
+        assert mx.allclose(together, alone, atol=1e-5).item()
+        start += len(piece)
+
+
+def test_packed_loss_equals_sum_of_separate_losses():
+    model = tiny_llama()
+    row = packed_row()
+    packed = summed_token_loss(model, collate([row], np.array([0])))
+    separate = sum(
+        summed_token_loss(model, collate([e], np.array([0]))) for e in (FIRST, SECOND)
+    )
+    assert packed.item() == pytest.approx(separate.item(), rel=1e-5)
+
+
+def test_sliding_window_model_keeps_window():
+    model = tiny_llama(
+        layer_types=["full_attention", "sliding_attention"], sliding_window=2
+    )
+    row = packed_row()
+    logits = model_logits(model, collate([row], np.array([0])))[0]
+    first_length = int((row.segments == 0).sum())
+    alone = model(mx.array(row.tokens[None, : first_length - 1]))[0]
+    assert mx.allclose(logits[: first_length - 1], alone, atol=1e-5).item()
+
+
+def test_packing_with_gradient_checkpointing():
+    model = tiny_llama()
+    grad_checkpoint(model.layers[0])
+    batch = collate([packed_row()], np.array([0]))
+    loss, grads = nn.value_and_grad(model, summed_token_loss)(model, batch)
+    mx.eval(loss, grads)
+    assert np.isfinite(loss.item())
+
+
+def test_check_accepts_llama():
+    check_packing_support(tiny_llama(), "llama")
+
+
+class IgnoresCache(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = tiny_llama()
+        self.layers = self.inner.layers
+
+    def __call__(self, inputs, cache=None):
+        return self.inner(inputs)
+
+
+class TakesNoCache(IgnoresCache):
+    def __call__(self, inputs):
+        return self.inner(inputs)
+
+
+def test_check_rejects_model_ignoring_mask():
+    with pytest.raises(PackingUnsupportedError, match="'wrapped' ignores the"):
+        check_packing_support(IgnoresCache(), "wrapped")
+
+
+def test_check_rejects_model_without_cache_argument():
+    with pytest.raises(PackingUnsupportedError, match="does not accept a per-example"):
+        check_packing_support(TakesNoCache(), "plain")
