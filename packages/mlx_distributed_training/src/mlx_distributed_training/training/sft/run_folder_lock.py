@@ -1,10 +1,11 @@
-"""Exclusive lock on a run folder, so two runs never write into one folder.
+"""Exclusive lock on a run folder, so two runs cannot write into one folder.
 
 The writing rank holds an `flock` on `<run folder>/.mlx-train.lock` for the
 whole run. The kernel drops the lock when the holder exits in any way,
 SIGKILL included, so a killed run never blocks the next one. Because the lock
 belongs to the file and not to its path, two spellings of one folder (for
 example through a symlink) share it.
+Where Python has no fcntl module (Windows) the folder is not locked.
 """
 
 from __future__ import annotations
