@@ -161,7 +161,8 @@ def test_second_run_into_locked_folder_exits_1(tiny_model_dir, chat_data_dir, tm
     alias = tmp_path / "alias"
     alias.symlink_to(run_dir, target_is_directory=True)
     first = start_train(
-        *train_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "100000")
+        *train_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "100000"),
+        *("--save-interval-steps", "0"),
     )
     try:
         wait_for(lambda: last_train_step(run_dir) >= 1)
@@ -186,3 +187,35 @@ def test_second_run_into_locked_folder_exits_1(tiny_model_dir, chat_data_dir, tm
         *train_args(tiny_model_dir, chat_data_dir, alias, "--max-steps", "2")
     )
     assert after_kill.returncode == 0, after_kill.stderr
+
+
+def test_fresh_run_over_checkpoints_exits_1(tiny_model_dir, chat_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = train_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "2")
+    first = run_train(*args, "--save-interval-steps", "1")
+    assert first.returncode == 0, first.stderr
+    second = run_train(*args)
+    assert second.returncode == 1
+    assert "already contains checkpoints of an earlier run" in second.stderr
+    assert f"--resume {run_dir}" in second.stderr
+    assert [path.name for path in list_checkpoints(run_dir)] == [
+        "step-00000001",
+        "step-00000002",
+    ]
+
+
+def test_fresh_run_without_checkpoints_logs_steps_once(
+    tiny_model_dir, chat_data_dir, tmp_path
+):
+    run_dir = tmp_path / "run"
+    args = train_args(tiny_model_dir, chat_data_dir, run_dir, "--max-steps", "2") + [
+        "--save-interval-steps",
+        "0",
+    ]
+    for _ in range(2):
+        completed = run_train(*args)
+        assert completed.returncode == 0, completed.stderr
+    steps = [
+        event["step"] for event in read_events(run_dir) if event["event"] == "train"
+    ]
+    assert steps == [1, 2]

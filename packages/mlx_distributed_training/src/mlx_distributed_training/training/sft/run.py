@@ -24,6 +24,7 @@ from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
 )
 from mlx_distributed_training.training.sft import checkpoints
+from mlx_distributed_training.training.sft.checkpoints import TrainerState
 from mlx_distributed_training.training.sft.model_setup import prepare_model
 from mlx_distributed_training.training.sft.output_dir import default_output_dir
 from mlx_distributed_training.training.sft.packed_attention import (
@@ -102,6 +103,8 @@ def _train(
     started: float,
 ) -> TrainResult:
     is_writer = group.rank() == 0
+    if is_writer and resume_from is None:
+        _reject_earlier_checkpoints(run_dir)
     mx.random.seed(config.seed)
     model, tokenizer = load_base_model(config.model)
     adapter_settings = prepare_model(model, config)
@@ -161,7 +164,7 @@ def _train(
         run_dir if is_writer else None,
         config,
         view if is_writer else None,
-        resume_step=None if state is None else state.step,
+        resume_step=_logged_steps_to_keep(run_dir, state),
     )
     if is_writer:
         save_config(config, run_dir / "config.yaml")
@@ -216,3 +219,31 @@ def summary_metrics(result: TrainResult) -> dict:
         "exact_match_examples": after.total if after else 0,
         "baseline_exact_match": result.state.baseline_exact_match,
     }
+
+
+def _logged_steps_to_keep(run_dir: Path, state: TrainerState | None) -> int | None:
+    """Return the last step whose logged events a new run keeps in ``run_dir``.
+
+    A resumed run keeps those up to its checkpoint's step. A fresh run in a
+    folder where an earlier run logged without saving a checkpoint keeps
+    none of them (-1), so no step appears twice.
+    """
+    if state is not None:
+        return state.step
+    if (run_dir / "metrics.jsonl").exists():
+        return -1
+    return None
+
+
+def _reject_earlier_checkpoints(run_dir: Path) -> None:
+    """Raise ConfigError when a fresh run would overwrite another run's
+    checkpoints in ``run_dir``."""
+    earlier = checkpoints.list_checkpoints(run_dir)
+    if earlier:
+        raise ConfigError(
+            [
+                f"output_dir: {run_dir} already contains checkpoints of an "
+                f"earlier run, the newest {earlier[-1].name}. Continue it with "
+                f"`mlx-train --resume {run_dir}` or choose another output_dir"
+            ]
+        )
