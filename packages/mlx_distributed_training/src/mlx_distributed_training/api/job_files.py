@@ -2,11 +2,12 @@
 
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlx_distributed_training.training.utils.atomic import write_text_atomic
 
 CONFIG_FILE_NAME = "config.yaml"
 METRICS_FILE_NAME = "metrics.jsonl"
@@ -24,18 +25,8 @@ def new_job_id() -> str:
 
 def write_config(job_dir: Path, config: dict[str, Any]) -> Path:
     """Write the job's config.yaml atomically and return its path."""
-    job_dir.mkdir(parents=True, exist_ok=True)
     target = job_dir / CONFIG_FILE_NAME
-    fd, temp_name = tempfile.mkstemp(dir=job_dir, prefix=".config-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(config, handle, sort_keys=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, yaml.safe_dump(config, sort_keys=False))
     return target
 
 

@@ -44,6 +44,8 @@ class _ActiveJob:
     job_dir: Path
     metrics_path: Path
     metrics_offset: int
+    # Inode of the metrics.jsonl that metrics_offset points into, or None.
+    metrics_inode: int | None
     sigterm_sent_at: float | None = None
     sigkill_sent: bool = False
 
@@ -169,9 +171,10 @@ class JobRunner:
         try:
             # Lines already in metrics.jsonl belong to an earlier run that used
             # the same output folder, so this job's events start after them.
-            metrics_offset = metrics_path.stat().st_size
+            metrics_stat = metrics_path.stat()
+            metrics_offset, metrics_inode = metrics_stat.st_size, metrics_stat.st_ino
         except OSError:
-            metrics_offset = 0
+            metrics_offset, metrics_inode = 0, None
         try:
             with (
                 (job.job_dir / STDOUT_FILE_NAME).open("ab") as stdout,
@@ -205,13 +208,36 @@ class JobRunner:
             job_dir=job.job_dir,
             metrics_path=metrics_path,
             metrics_offset=metrics_offset,
+            metrics_inode=metrics_inode,
         )
         logger.info("Job %s: started pid %s: %s", job.id, process.pid, command)
         self._store.record_process(job.id, process.pid, process_start_time(process.pid))
         self._store.append_metrics(job.id, [], metrics_offset)
 
     def _ingest_metrics(self, active: _ActiveJob, drain: bool = False) -> None:
-        """Copy new metrics.jsonl lines into events; with `drain`, all of them."""
+        """Copy new metrics.jsonl lines into events; with `drain`, all of them.
+
+        A resumed trainer replaces metrics.jsonl with the earlier run's lines
+        up to the resumed step, before it logs anything. The offset taken at
+        launch means nothing in the new file, so it is read from the start,
+        and the job's events then hold those earlier steps once too.
+        """
+        try:
+            inode = active.metrics_path.stat().st_ino
+        except OSError:
+            inode = None
+        if inode is not None and inode != active.metrics_inode:
+            if active.metrics_inode is not None:
+                logger.info(
+                    "Job %s: %s was replaced, so it is read from the start",
+                    active.job_id,
+                    active.metrics_path,
+                )
+                # NOTE: the store keeps the offset but not the inode, so a
+                # server that dies before this point recovers the job with an
+                # offset into the old file.
+                active.metrics_offset = 0
+            active.metrics_inode = inode
         while True:
             records, offset = read_new_records(
                 active.metrics_path, active.metrics_offset

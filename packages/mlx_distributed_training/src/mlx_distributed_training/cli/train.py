@@ -87,6 +87,9 @@ def train_main(argv: list[str]) -> int:
 
     from mlx_distributed import GGUFImportError, ModelNotFoundError
     from mlx_distributed_training.training.sft.run import ModelLoadError, run_training
+    from mlx_distributed_training.training.sft.run_folder_lock import (
+        RunFolderInUseError,
+    )
 
     is_rank_zero = os.environ.get("MLX_RANK", "0") == "0"
     view = ConsoleView() if is_rank_zero else None
@@ -109,6 +112,7 @@ def train_main(argv: list[str]) -> int:
         ModelNotFoundError,
         GGUFImportError,
         ModelLoadError,
+        RunFolderInUseError,
     ) as error:
         show_error(str(error))
         return EXIT_FAILED

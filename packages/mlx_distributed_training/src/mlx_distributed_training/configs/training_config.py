@@ -167,8 +167,9 @@ class DistributedTrainingConfig:
     )
     collective_timeout_s: float = _option(
         300.0,
-        "Seconds a rank may go without finishing a step before every rank stops "
-        "with an error naming it.",
+        "Seconds a rank may wait in a collective before every rank stops with "
+        "an error naming it. With shard_optimizer_state this includes the "
+        "backward pass of a step's last micro-step.",
         positive=True,
     )
 

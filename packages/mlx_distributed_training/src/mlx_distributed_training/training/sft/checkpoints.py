@@ -22,6 +22,7 @@ from mlx_distributed_training.configs.training_config import (
     save_config,
 )
 from mlx_distributed_training.training.utils.atomic import (
+    TEMP_PREFIX,
     remove_folder,
     write_folder_atomic,
     write_json_atomic,
@@ -119,6 +120,11 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
 
 def resolve_resume_path(path: Path) -> Path:
     """Accept a checkpoint folder or a run folder (its newest checkpoint)."""
+    if path.name.startswith(TEMP_PREFIX):
+        raise FileNotFoundError(
+            f"{path} is the temporary folder of an unfinished save, not a "
+            "checkpoint; resume from its run folder instead"
+        )
     if (path / STATE_FILE).is_file():
         return path
     checkpoints = list_checkpoints(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlx_distributed_training.configs.training_config import DistributedTrainingConfig
+from mlx_distributed_training.training.utils.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,14 @@ class Reporter:
         run_dir: Path | None,
         config: DistributedTrainingConfig,
         view: ProgressView | None,
+        resume_step: int | None = None,
     ):
+        """Open the sinks in `run_dir`, or none when `run_dir` is None.
+
+        With `resume_step` S, the events a killed run logged after step S are
+        dropped from metrics.jsonl and hidden in TensorBoard, because the
+        resumed run logs those steps again.
+        """
         self.view = view
         self.total_steps = 0
         self.metrics_path = run_dir / "metrics.jsonl" if run_dir else None
@@ -72,7 +80,22 @@ class Reporter:
         run_dir.mkdir(parents=True, exist_ok=True)
         from tensorboardX import SummaryWriter
 
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        purge_step = None
+        if resume_step is not None:
+            keep_metrics_up_to(self.metrics_path, resume_step)
+            # TensorBoard hides the events of earlier files in this folder from
+            # this step on, as the tensorboardX 2.6 SummaryWriter docstring
+            # describes purge_step.
+            purge_step = resume_step + 1
+        # tensorboardX names a file by the second it was opened and the host,
+        # and truncates a file of that name. The suffix keeps a run resumed
+        # within the same second from erasing the killed run's file, and its
+        # fixed width keeps the files in creation order when sorted by name.
+        self.tensorboard = SummaryWriter(
+            str(run_dir / "tensorboard"),
+            purge_step=purge_step,
+            filename_suffix=f".{time.time_ns():020d}",
+        )
         if config.wandb_project:
             self.wandb_run = _start_wandb(run_dir, config)
 
@@ -145,6 +168,37 @@ class Reporter:
             self.tensorboard.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+
+
+def keep_metrics_up_to(path: Path, step: int) -> None:
+    """Rewrite metrics.jsonl atomically, keeping only the events up to `step`.
+
+    Events without an integer "step" are kept, because they describe the run
+    rather than one step. Lines that are not JSON objects, such as a line cut short by a
+    kill, are dropped with a warning.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return
+    kept_lines = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            if line.strip():
+                logger.warning("%s:%d: dropped a line that is not JSON", path, number)
+            continue
+        event_step = event.get("step")
+        is_step = isinstance(event_step, int) and not isinstance(event_step, bool)
+        if not is_step or event_step <= step:
+            kept_lines.append(line + "\n")
+    dropped = len(lines) - len(kept_lines)
+    if dropped:
+        logger.info("dropped %d lines after step %d from %s", dropped, step, path)
+    write_text_atomic(path, "".join(kept_lines))
 
 
 def _start_wandb(run_dir: Path, config: DistributedTrainingConfig) -> Any:

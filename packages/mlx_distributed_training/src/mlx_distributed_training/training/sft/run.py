@@ -24,6 +24,7 @@ from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
 )
 from mlx_distributed_training.training.sft import checkpoints
+from mlx_distributed_training.training.sft.checkpoints import TrainerState
 from mlx_distributed_training.training.sft.model_setup import prepare_model
 from mlx_distributed_training.training.sft.output_dir import default_output_dir
 from mlx_distributed_training.training.sft.packed_attention import (
@@ -31,13 +32,17 @@ from mlx_distributed_training.training.sft.packed_attention import (
     check_packing_support,
 )
 from mlx_distributed_training.training.sft.reporting import ProgressView, Reporter
+from mlx_distributed_training.training.sft.run_folder_lock import RunFolderLock
 from mlx_distributed_training.training.sft.schedule import build_schedule
 from mlx_distributed_training.training.sft.trainer import (
     Trainer,
     TrainResult,
     plan_total_steps,
 )
-from mlx_distributed_training.training.utils.atomic import write_folder_atomic
+from mlx_distributed_training.training.utils.atomic import (
+    remove_stale_temporaries,
+    write_folder_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +75,36 @@ def run_training(
     view: ProgressView | None = None,
     group: mx.distributed.Group | None = None,
 ) -> TrainResult:
-    """Train on this rank as configured by `config`; rank 0 writes every file."""
+    """Train on this rank as configured by `config`; rank 0 writes every file.
+
+    Rank 0 locks the run folder for the whole run and first removes what
+    killed runs left there. Raises RunFolderInUseError when another process
+    holds the lock.
+    """
     started = time.perf_counter()
     group = group or init_group(config.backend)
-    is_writer = group.rank() == 0
     run_dir = Path(config.output_dir or default_output_dir())
+    if group.rank() != 0:
+        return _train(config, run_dir, resume_from, view, group, started)
+    # NOTE: other ranks do not wait for this lock, so when it fails they stop
+    # only once the launcher or the collective watchdog ends them.
+    with RunFolderLock(run_dir):
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
+        return _train(config, run_dir, resume_from, view, group, started)
 
+
+def _train(
+    config: DistributedTrainingConfig,
+    run_dir: Path,
+    resume_from: Path | None,
+    view: ProgressView | None,
+    group: mx.distributed.Group,
+    started: float,
+) -> TrainResult:
+    is_writer = group.rank() == 0
+    if is_writer and resume_from is None:
+        _reject_earlier_checkpoints(run_dir)
     mx.random.seed(config.seed)
     model, tokenizer = load_base_model(config.model)
     adapter_settings = prepare_model(model, config)
@@ -132,7 +161,10 @@ def run_training(
 
     watchdog = Watchdog(group, config.collective_timeout_s)
     reporter = Reporter(
-        run_dir if is_writer else None, config, view if is_writer else None
+        run_dir if is_writer else None,
+        config,
+        view if is_writer else None,
+        resume_step=_logged_steps_to_keep(run_dir, state),
     )
     if is_writer:
         save_config(config, run_dir / "config.yaml")
@@ -187,3 +219,31 @@ def summary_metrics(result: TrainResult) -> dict:
         "exact_match_examples": after.total if after else 0,
         "baseline_exact_match": result.state.baseline_exact_match,
     }
+
+
+def _logged_steps_to_keep(run_dir: Path, state: TrainerState | None) -> int | None:
+    """Return the last step whose logged events a new run keeps in ``run_dir``.
+
+    A resumed run keeps those up to its checkpoint's step. A fresh run in a
+    folder where an earlier run logged without saving a checkpoint keeps
+    none of them (-1), so no step appears twice.
+    """
+    if state is not None:
+        return state.step
+    if (run_dir / "metrics.jsonl").exists():
+        return -1
+    return None
+
+
+def _reject_earlier_checkpoints(run_dir: Path) -> None:
+    """Raise ConfigError when a fresh run would overwrite another run's
+    checkpoints in ``run_dir``."""
+    earlier = checkpoints.list_checkpoints(run_dir)
+    if earlier:
+        raise ConfigError(
+            [
+                f"output_dir: {run_dir} already contains checkpoints of an "
+                f"earlier run, the newest {earlier[-1].name}. Continue it with "
+                f"`mlx-train --resume {run_dir}` or choose another output_dir"
+            ]
+        )

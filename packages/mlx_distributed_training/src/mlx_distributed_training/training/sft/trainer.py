@@ -131,8 +131,9 @@ class Trainer:
         """Run this rank's micro-steps of one global batch; sum their gradients.
 
         Returns the summed loss and the summed gradients as a flat
-        ``{name: array}`` dict. The last micro-step stays lazy, so the
-        optimizer can run its backward pass bucket by bucket.
+        ``{name: array}`` dict. With a sharded optimizer state the last
+        micro-step stays lazy, so that the optimizer runs its backward pass
+        bucket by bucket and never holds the full gradients.
         """
         global_targets = count_targets(self.data.train.examples, indices)
         scale = self.group.size() / max(global_targets, 1)
@@ -149,7 +150,7 @@ class Trainer:
             else:
                 summed_grads = tree_map(mx.add, summed_grads, grads)
             summed_loss = summed_loss + loss
-            if number < len(micro_batches):
+            if number < len(micro_batches) or not self.optimizer.shard_state:
                 # Wait for this micro-step so its activations can be freed.
                 mx.eval(summed_grads, summed_loss)
         if summed_grads is None:
@@ -175,8 +176,9 @@ class Trainer:
         # longer than collective_timeout_s can stop the run as a stuck
         # collective even when no rank is late.
         with self.collective(f"step {self.state.step + 1}"):
-            # A sharded state reduces (and computes) the gradients bucket by
-            # bucket here, keeping only this rank's slices.
+            # A sharded state reduces the gradients bucket by bucket here and
+            # keeps only this rank's slices. The last micro-step's backward
+            # pass runs here too, so the collective timeout covers it.
             grads = self.optimizer.reduce_gradients(grads)
             loss = mx.distributed.all_sum(local_loss, group=self.group)
             loss = loss / self.group.size()

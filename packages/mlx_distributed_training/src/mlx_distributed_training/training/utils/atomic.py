@@ -2,12 +2,14 @@
 
 Each helper writes into a temporary sibling first, flushes it to disk and then
 renames it over the target. A crash or SIGKILL part-way leaves only a temporary
-name behind (starting with ".tmp-"), which readers ignore.
+name behind (starting with ".tmp-"), which readers ignore and
+`remove_stale_temporaries` deletes before the next writer starts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 TEMP_PREFIX = ".tmp-"
+RETIRED_PREFIX = TEMP_PREFIX + "old-"
+
+logger = logging.getLogger(__name__)
 
 
 def _fsync_directory(path: Path) -> None:
@@ -81,7 +86,7 @@ def write_folder_atomic(path: Path, fill: Callable[[Path], None]) -> None:
                     os.fsync(handle.fileno())
         if path.exists():
             # Two renames keep a whole folder at some name at every moment.
-            retired = path.with_name(f"{TEMP_PREFIX}old-{path.name}")
+            retired = path.with_name(RETIRED_PREFIX + path.name)
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(path, retired)
             os.replace(temp, path)
@@ -102,3 +107,32 @@ def remove_folder(path: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
     os.replace(path, retired)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete what killed atomic writes left directly inside `folder`.
+
+    Only entries whose names start with ".tmp-" are touched. Call it only while
+    no other process writes into `folder`, because a live writer's temporary
+    looks the same. A folder that was being replaced when the writer died
+    (".tmp-old-NAME" with no NAME beside it) is the last complete copy, so it
+    is renamed back to NAME instead. Returns the entries removed or restored.
+    """
+    if not folder.is_dir():
+        return []
+    touched = []
+    for entry in sorted(folder.iterdir()):
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        original = folder / entry.name.removeprefix(RETIRED_PREFIX)
+        if entry.name.startswith(RETIRED_PREFIX) and not original.exists():
+            os.replace(entry, original)
+            logger.warning("restored %s from an interrupted replace", original)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+            logger.info("removed %s, left by an interrupted write", entry)
+        else:
+            entry.unlink()
+            logger.info("removed %s, left by an interrupted write", entry)
+        touched.append(entry)
+    return touched
