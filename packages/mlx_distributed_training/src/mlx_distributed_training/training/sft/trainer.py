@@ -171,10 +171,6 @@ class Trainer:
         # host waits here, on the all-reduces too, because the finiteness
         # check needs the values. They are identical on every rank, so all
         # ranks take one branch.
-        # NOTE: the last micro-step's forward and backward pass run inside
-        # this block, so the watchdog counts them as waiting: a micro-step
-        # longer than collective_timeout_s can stop the run as a stuck
-        # collective even when no rank is late.
         with self.collective(f"step {self.state.step + 1}"):
             # A sharded state reduces the gradients bucket by bucket here and
             # keeps only this rank's slices. The last micro-step's backward
