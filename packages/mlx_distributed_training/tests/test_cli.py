@@ -236,8 +236,8 @@ def test_resume_with_incomplete_optimizer_state_exits_1(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith(
-        "mlx-train: error: optimizer state does not match the trainable "
-        f"parameters: missing '{dropped}'"
+        f"mlx-train: error: {state_file}: optimizer state does not match the "
+        f"trainable parameters: missing '{dropped}'"
     )
 
 

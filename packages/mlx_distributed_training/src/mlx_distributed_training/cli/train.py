@@ -105,8 +105,6 @@ def train_main(argv: list[str]) -> int:
         DistributedBackendError,
         DataError,
         CheckpointError,
-        # NOTE: the message lacks the checkpoint's path, because run_training
-        # loads the optimizer state without naming its file.
         OptimizerStateError,
         TrainingDivergedError,
         ModelNotFoundError,

@@ -260,8 +260,11 @@ def launch_ranks(
     if request.hostfile is None:
         rank_count = request.num_processes or 1
     else:
-        rank_count = len(load_hostfile(request.hostfile).hosts)
-    return run_launch(command, rank_count)
+        hostfile = load_hostfile(request.hostfile)
+        rank_count = len(hostfile.hosts)
+        backend = check_backend_matches(hostfile, backend)
+    # With MPI, mlx.launch hands over to mpirun and relays no output itself.
+    return run_launch(command, None if backend == "mpi" else rank_count)
 
 
 def launch_training(

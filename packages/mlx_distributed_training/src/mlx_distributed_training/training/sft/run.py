@@ -22,6 +22,7 @@ from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.distributed.watchdog import Watchdog
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
     DistributedAdamW,
+    OptimizerStateError,
 )
 from mlx_distributed_training.training.sft import checkpoints
 from mlx_distributed_training.training.sft.checkpoints import TrainerState
@@ -157,7 +158,11 @@ def _train(
     )
     if saved_optimizer_state is not None:
         optimizer.init(model.trainable_parameters())
-        optimizer.load_checkpoint_state(saved_optimizer_state)
+        try:
+            optimizer.load_checkpoint_state(saved_optimizer_state)
+        except OptimizerStateError as error:
+            path = checkpoint / checkpoints.OPTIMIZER_FILE
+            raise checkpoints.CheckpointError(path, str(error)) from error
 
     watchdog = Watchdog(group, config.collective_timeout_s)
     reporter = Reporter(
