@@ -24,8 +24,8 @@ are interleaved (A, B, A, B) and each figure is the median of the repeats.
     uv run python bench/bench_training.py            # 3 repeats of 24 steps
     uv run python bench/bench_training.py --quick    # 1 repeat of 8 steps
 
-On a 2-core machine under a load average of about 9, --quick took 19 minutes
-with two BLAS threads and the runs of one thread about 1-2 minutes each.
+On an idle 2-core machine, --steps 60 --repeats 1 --threads 1 took 12 minutes.
+--conversations joins 1 to 8 records into each example, for varied lengths.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -93,6 +94,12 @@ def parse_arguments() -> argparse.Namespace:
         action="store_true",
         help="8 steps and one repeat: shorter runs, noisier numbers",
     )
+    parser.add_argument(
+        "--conversations",
+        action="store_true",
+        help="join 1 to 8 records into each multi-turn conversation, so that "
+        "example lengths vary as in real chat data (padding then costs more)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     parser.add_argument("--run-mlx-lm", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,6 +155,27 @@ def count_mlx_lm_tokens(model: str, data: Path, max_seq_length: int) -> TokenCou
         processed += length
         loss_bearing += max(length - max(offset, 1) + 1, 0)
     return TokenCounts(processed, loss_bearing)
+
+
+def write_conversations(source: Path, destination: Path, count: int) -> None:
+    """Write `count` conversations, each joining the turns of 1 to 8
+    consecutive records of `source`/train.jsonl (reused in a cycle)."""
+    records = [
+        json.loads(line)
+        for line in (source / "train.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    turns = random.Random(0)
+    position = 0
+    lines = []
+    for _ in range(count):
+        messages = []
+        for _ in range(turns.randint(1, 8)):
+            messages += records[position % len(records)]["messages"]
+            position += 1
+        lines.append(json.dumps({"messages": messages}))
+    destination.mkdir(parents=True)
+    (destination / "train.jsonl").write_text("\n".join(lines) + "\n")
 
 
 # -- runs ---------------------------------------------------------------------
@@ -382,7 +410,8 @@ def print_report(args, results: dict, seconds: float) -> None:
         f"model {args.model}\n"
         f"batch size {args.batch_size}, max_seq_length {args.max_seq_length}, "
         f"LoRA rank {args.lora_rank} scale {args.lora_scale:g} on the last "
-        f"{args.lora_layers} layers, {args.steps * args.batch_size} examples, "
+        f"{args.lora_layers} layers, {args.steps * args.batch_size} "
+        f"{'conversations of 1-8 records' if args.conversations else 'examples'}, "
         f"median of {args.repeats} run(s); {args.threads or 'default'} BLAS "
         f"threads in the speed runs; {os.cpu_count()} CPUs, load "
         f"average {load:.1f}; {seconds / 60:.1f} min"
@@ -441,7 +470,10 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-training-"))
     try:
         subset = scratch / "data"
-        write_subset(data, subset, args.steps * args.batch_size)
+        if args.conversations:
+            write_conversations(data, subset, args.steps * args.batch_size)
+        else:
+            write_subset(data, subset, args.steps * args.batch_size)
         memory_subset = scratch / "memory-data"
         write_subset(data, memory_subset, 2 * args.memory_batch_size * 4)
         results = {}
