@@ -96,7 +96,10 @@ def test_rerun_in_same_output_dir_reports_own_metrics(
     start_server, train_config, tmp_path
 ):
     server = start_server()
-    config = train_config(output_dir=str(tmp_path / "shared-output"))
+    # Without checkpoints in the folder, a second run may start over there.
+    config = train_config(
+        output_dir=str(tmp_path / "shared-output"), save_interval_steps=0
+    )
 
     first = server.client.post("/v1/jobs", json={"config": config}).json()
     server.wait_for_job(first["id"], _is_terminal)
@@ -111,6 +114,23 @@ def test_rerun_in_same_output_dir_reports_own_metrics(
             if e["type"] == "metrics" and e["data"]["event"] == "train"
         ]
         assert train_steps == [1, 2, 3]
+
+
+def test_new_job_over_checkpoints_is_rejected(start_server, train_config, tmp_path):
+    server = start_server()
+    config = train_config(output_dir=str(tmp_path / "output"))
+    first = server.client.post("/v1/jobs", json={"config": config}).json()
+    first = server.wait_for_job(first["id"], _is_terminal)
+    assert first["state"] == "succeeded"
+
+    clash = server.client.post("/v1/jobs", json={"config": config})
+
+    assert clash.status_code == 409
+    assert clash.json() == {
+        "detail": f"output_dir {first['output_dir']} already contains checkpoints "
+        "of an earlier run, the newest step-00000003. Set resume_from to "
+        "continue it, or choose another output_dir."
+    }
 
 
 def test_resumed_job_continues_step_numbering(start_server, train_config):

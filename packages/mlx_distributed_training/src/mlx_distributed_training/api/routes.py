@@ -87,7 +87,10 @@ def read_health(request: Request, response: Response) -> Health:
     response_model=JobPublic,
     status_code=status.HTTP_201_CREATED,
     responses={
-        409: {"model": ErrorBody, "description": "output_dir is in use."},
+        409: {
+            "model": ErrorBody,
+            "description": "output_dir is in use, or holds another run's checkpoints.",
+        },
         422: {"model": ErrorBody, "description": "Invalid config."},
     },
 )
@@ -96,6 +99,8 @@ def create_job(body: JobCreate, request: Request) -> JobPublic:
     job_id = new_job_id()
     job_dir = _settings(request).jobs_dir / job_id
     config = prepare_job_config(body.config, job_dir)
+    if body.resume_from is None:
+        _reject_earlier_checkpoints(_output_dir(config))
     write_config(job_dir, config)
     try:
         job = _store(request).create_job(
@@ -116,6 +121,21 @@ def create_job(body: JobCreate, request: Request) -> JobPublic:
 
 def _output_dir(config: dict) -> Path:
     return Path(config["output_dir"])
+
+
+def _reject_earlier_checkpoints(output_dir: Path) -> None:
+    """Raise 409 when a new job would start over another run's checkpoints,
+    which mlx-train itself refuses to overwrite."""
+    earlier = list_checkpoints(output_dir)
+    if earlier:
+        newest = earlier[-1].path.name
+        logger.info("Rejected a new job over the checkpoints in %s", output_dir)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"output_dir {output_dir} already contains checkpoints of an earlier "
+            f"run, the newest {newest}. Set resume_from to continue it, or "
+            "choose another output_dir.",
+        )
 
 
 @router.get("/v1/jobs", response_model=JobPage)
