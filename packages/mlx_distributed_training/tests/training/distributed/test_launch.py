@@ -187,7 +187,7 @@ def test_launch_passes_environment_to_ranks(tmp_path):
     assert [r["probe_value"] for r in read_reports(tmp_path)] == ["blas settings"] * 2
 
 
-def test_launcher_drops_to_lowest_priority_and_ranks_keep_theirs(tmp_path):
+def test_launcher_priority_lowered_not_ranks(tmp_path):
     outcome = launch_ranks(
         probe_command(tmp_path, "--wait-launcher-priority"),
         LaunchRequest(num_processes=2),

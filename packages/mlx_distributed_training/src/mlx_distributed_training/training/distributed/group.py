@@ -46,12 +46,8 @@ def init_group(backend: str) -> mx.distributed.Group:
         )
     if _lone_ring_rank(os.environ):
         # mlx.launch gives the only rank of a one-host launch an empty ring
-        # hostfile, which MLX cannot parse; that rank trains alone.
-        hostfile = os.environ.pop("MLX_HOSTFILE")
-        try:
-            return mx.distributed.init(strict=False, backend="ring")
-        finally:
-            os.environ["MLX_HOSTFILE"] = hostfile
+        # hostfile, which MLX cannot parse, so that rank trains alone.
+        return _one_process_group()
     strict = backend != "any" or launched_by_launcher()
     if backend != "any" and not mx.distributed.is_available(backend):
         raise DistributedBackendError(
@@ -80,9 +76,21 @@ def init_single_process_group() -> mx.distributed.Group:
             "-n 1 trains in this process, but a launcher started it as one "
             "rank of several (MLX_RANK or a similar variable is set); drop -n 1"
         )
-    # Without MLX_RANK and MLX_HOSTFILE the ring backend cannot start, and a
-    # non-strict init then returns MLX's one-process group.
-    return mx.distributed.init(strict=False, backend="ring")
+    return _one_process_group()
+
+
+def _one_process_group() -> mx.distributed.Group:
+    """Return MLX's group of this process alone.
+
+    Without MLX_HOSTFILE the ring backend cannot start, and a non-strict init
+    then returns the one-process group. A set MLX_HOSTFILE is put back after.
+    """
+    hostfile = os.environ.pop("MLX_HOSTFILE", None)
+    try:
+        return mx.distributed.init(strict=False, backend="ring")
+    finally:
+        if hostfile is not None:
+            os.environ["MLX_HOSTFILE"] = hostfile
 
 
 def _lone_ring_rank(environ: Mapping[str, str]) -> bool:

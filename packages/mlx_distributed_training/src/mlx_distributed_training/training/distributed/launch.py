@@ -244,11 +244,16 @@ def launch_ranks(
     starting_port = None
     threads_per_rank = None
     if request.hostfile is None:
-        count = request.num_processes or 1
-        threads_per_rank = max(1, (os.cpu_count() or 1) // count)
+        rank_count = request.num_processes or 1
+        threads_per_rank = max(1, (os.cpu_count() or 1) // rank_count)
         if backend in ("any", "ring"):
             # mlx.launch's default ports are fixed, so two local runs collide.
-            starting_port = find_free_port_range(count)
+            starting_port = find_free_port_range(rank_count)
+        launched_backend = backend
+    else:
+        hostfile = load_hostfile(request.hostfile)
+        rank_count = len(hostfile.hosts)
+        launched_backend = check_backend_matches(hostfile, backend)
     command = build_launch_command(
         rank_command,
         request,
@@ -257,14 +262,8 @@ def launch_ranks(
         starting_port=starting_port,
     )
     logger.info("starting ranks: %s", " ".join(command))
-    if request.hostfile is None:
-        rank_count = request.num_processes or 1
-    else:
-        hostfile = load_hostfile(request.hostfile)
-        rank_count = len(hostfile.hosts)
-        backend = check_backend_matches(hostfile, backend)
     # With MPI, mlx.launch hands over to mpirun and relays no output itself.
-    return run_launch(command, None if backend == "mpi" else rank_count)
+    return run_launch(command, None if launched_backend == "mpi" else rank_count)
 
 
 def launch_training(

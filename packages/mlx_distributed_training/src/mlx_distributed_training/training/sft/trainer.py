@@ -133,7 +133,7 @@ class Trainer:
         Returns the summed loss and the summed gradients as a flat
         ``{name: array}`` dict. With a sharded optimizer state the last
         micro-step stays lazy, so that the optimizer runs its backward pass
-        bucket by bucket and never holds the full gradients.
+        bucket by bucket and never keeps the full gradients.
         """
         global_targets = count_targets(self.data.train.examples, indices)
         scale = self.group.size() / max(global_targets, 1)
