@@ -4,10 +4,8 @@ import math
 import mlx.core as mx
 import pytest
 from mlx_distributed_training.configs.training_config import config_from_mapping
-from mlx_distributed_training.training.datasets.loading import (
-    load_training_data,
-    pack_examples,
-)
+from mlx_distributed_training.training.datasets.loading import load_training_data
+from mlx_distributed_training.training.datasets.packing import pack_examples
 from mlx_distributed_training.training.sft.checkpoints import list_checkpoints
 from mlx_distributed_training.training.sft.run import run_training
 from mlx_distributed_training.training.sft.trainer import TrainingDivergedError
@@ -158,7 +156,7 @@ def test_packed_run_steps_over_rows(
     tiny_model_dir, tiny_tokenizer, chat_data_dir, tmp_path
 ):
     data = load_training_data(chat_data_dir, tiny_tokenizer, max_seq_length=128)
-    rows = pack_examples(data.train.examples, 128, seed=0)
+    rows = pack_examples(data.train.examples, 128, seed=0).rows
     assert len(rows) <= len(data.train.examples) // 3
     config = tiny_config(
         tiny_model_dir,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mlx_distributed_training.training.datasets.batching import collate
 from mlx_distributed_training.training.datasets.encode import EncodedExample
-from mlx_distributed_training.training.datasets.loading import pack_examples
-from mlx_distributed_training.training.sft.loss import summed_token_loss
+from mlx_distributed_training.training.datasets.packing import join_row
+from mlx_distributed_training.training.sft.loss import TokenLoss
 from mlx_distributed_training.training.sft.packed_attention import (
     PackingUnsupportedError,
     check_packing_support,
@@ -46,16 +46,15 @@ SECOND = example([8, 2, 30, 11], "line 2")
 
 
 def packed_row():
-    rows = pack_examples([FIRST, SECOND], row_length=16, seed=0)
-    assert len(rows) == 1
-    return rows[0]
+    return join_row([FIRST, SECOND], [0, 1], 0)
 
 
 def test_pack_records_example_of_each_token():
     row = packed_row()
-    order = [0, 1] if row.tokens[0] == FIRST.tokens[0] else [1, 0]
-    lengths = [len((FIRST, SECOND)[i].tokens) for i in order]
-    assert row.segments.tolist() == [0] * lengths[0] + [1] * lengths[1]
+    assert row.tokens.tolist() == FIRST.tokens.tolist() + SECOND.tokens.tolist()
+    assert row.segments.tolist() == [0] * 5 + [1] * 4
+    # The first token of each example is never a target.
+    assert row.loss_mask.tolist() == [False] + [True] * 4 + [False] + [True] * 3
 
 
 def test_collate_marks_padding_with_minus_one():
@@ -77,12 +76,14 @@ def test_packed_logits_equal_each_example_alone():
         start += len(piece)
 
 
-def test_packed_loss_equals_sum_of_separate_losses():
+@pytest.mark.parametrize("head_at_targets", [False, True])
+def test_packed_loss_equals_sum_of_separate_losses(head_at_targets):
     model = tiny_llama()
     row = packed_row()
-    packed = summed_token_loss(model, collate([row], np.array([0])))
+    loss = TokenLoss(head_at_targets)
+    packed = loss.summed(model, collate([row], np.array([0])))
     separate = sum(
-        summed_token_loss(model, collate([e], np.array([0]))) for e in (FIRST, SECOND)
+        loss.summed(model, collate([e], np.array([0]))) for e in (FIRST, SECOND)
     )
     assert packed.item() == pytest.approx(separate.item(), rel=1e-5)
 
@@ -102,7 +103,7 @@ def test_packing_with_gradient_checkpointing():
     model = tiny_llama()
     grad_checkpoint(model.layers[0])
     batch = collate([packed_row()], np.array([0]))
-    loss, grads = nn.value_and_grad(model, summed_token_loss)(model, batch)
+    loss, grads = nn.value_and_grad(model, TokenLoss().summed)(model, batch)
     mx.eval(loss, grads)
     assert np.isfinite(loss.item())
 

@@ -47,6 +47,9 @@ class MicroBatch:
     targets: mx.array  # int32, (batch, length - 1)
     mask: mx.array  # float32, (batch, length - 1): 1 where a target carries loss
     target_count: int
+    # int32, (target_count,): the loss-bearing positions of the flattened
+    # (batch x (length - 1)) targets, in row order.
+    target_positions: mx.array
     # Packed rows only: int32, (batch, length - 1), the example of each input
     # position. Padding is -1.
     segments: mx.array | None = None
@@ -98,11 +101,13 @@ def collate(examples: list[EncodedExample], indices: np.ndarray) -> MicroBatch |
                 segments[row, : len(example.tokens)] = 0
             else:
                 segments[row, : len(example.tokens)] = example.segments
+    positions = np.flatnonzero(mask[:, 1:]).astype(np.int32)
     return MicroBatch(
         inputs=mx.array(tokens[:, :-1]),
         targets=mx.array(tokens[:, 1:]),
         mask=mx.array(mask[:, 1:]),
-        target_count=int(mask[:, 1:].sum()),
+        target_count=len(positions),
+        target_positions=mx.array(positions),
         segments=None if segments is None else mx.array(segments[:, :-1]),
     )
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mlx_distributed_training.training.datasets.encode import (
     ChatEncoder,
     EncodedExample,
@@ -93,50 +92,6 @@ def encode_split(
             max_seq_length,
         )
     return split
-
-
-def pack_examples(
-    examples: list[EncodedExample], row_length: int, seed: int
-) -> list[EncodedExample]:
-    """Concatenate shuffled examples into rows of at most `row_length` tokens.
-
-    Each row records which example every token comes from (`segments`), so
-    that attention stays within an example (see `training.sft.packed_attention`).
-    """
-    order = np.random.default_rng(seed).permutation(len(examples))
-    rows: list[EncodedExample] = []
-    tokens: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-    segments: list[np.ndarray] = []
-    length = 0
-
-    def close_row() -> None:
-        rows.append(
-            EncodedExample(
-                np.concatenate(tokens),
-                np.concatenate(masks),
-                f"packed row {len(rows)}",
-                np.concatenate(segments),
-            )
-        )
-
-    for index in order:
-        example = examples[index]
-        if length and length + len(example.tokens) > row_length:
-            close_row()
-            tokens, masks, segments, length = [], [], [], 0
-        segments.append(np.full(len(example.tokens), len(tokens), np.int32))
-        tokens.append(example.tokens)
-        # The first token of each example would be predicted from the previous
-        # example's last token, which is outside its attention, so it is never
-        # a target.
-        mask = example.loss_mask.copy()
-        mask[0] = False
-        masks.append(mask)
-        length += len(example.tokens)
-    if tokens:
-        close_row()
-    return rows
 
 
 def load_training_data(

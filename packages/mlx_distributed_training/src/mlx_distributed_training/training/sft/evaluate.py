@@ -17,7 +17,7 @@ from mlx_distributed_training.training.datasets.encode import (
     EncodedExample,
     Reference,
 )
-from mlx_distributed_training.training.sft.loss import summed_token_loss
+from mlx_distributed_training.training.sft.loss import TokenLoss
 
 EXACT_MATCH_BATCH_SIZE = 16
 
@@ -38,6 +38,7 @@ class ExactMatchResult:
 
 def validation_loss(
     model: nn.Module,
+    token_loss: TokenLoss,
     examples: list[EncodedExample],
     batch_size: int,
     max_batches: int,
@@ -48,7 +49,7 @@ def validation_loss(
     mine = batches[group.rank() :: group.size()]
     totals = mx.zeros((2,), mx.float32)
     for batch in mine:
-        loss = summed_token_loss(model, batch)
+        loss = token_loss.summed(model, batch)
         totals = totals + mx.stack([loss, mx.array(batch.target_count, mx.float32)])
         # Wait for this batch before building the next one's graph.
         mx.eval(totals)

@@ -47,13 +47,18 @@ class SegmentAttention:
         return keys, values
 
 
+def attention_caches(model: nn.Module, batch: MicroBatch) -> list | None:
+    """The per-layer ``cache`` argument for ``batch``: None for unpacked rows,
+    a ``SegmentAttention`` for every layer for packed rows."""
+    if batch.segments is None:
+        return None
+    return [SegmentAttention(batch.segments)] * len(model.layers)
+
+
 def model_logits(model: nn.Module, batch: MicroBatch) -> mx.array:
     """Return the model's logits for ``batch``, with per-example attention
     when its rows are packed."""
-    if batch.segments is None:
-        return model(batch.inputs)
-    mask = SegmentAttention(batch.segments)
-    return model(batch.inputs, cache=[mask] * len(model.layers))
+    return model(batch.inputs, cache=attention_caches(model, batch))
 
 
 def check_packing_support(model: nn.Module, model_type: str) -> None:
@@ -73,6 +78,7 @@ def check_packing_support(model: nn.Module, model_type: str) -> None:
             targets=tokens,
             mask=mx.ones(tokens.shape),
             target_count=0,
+            target_positions=mx.array([], dtype=mx.int32),
             segments=mx.array([[0, 1]], dtype=mx.int32),
         )
         try:

@@ -14,10 +14,8 @@ from mlx_distributed_training.configs.training_config import (
 )
 from mlx_distributed_training.quickstart import DATA_DIR as QUICKSTART_DATA
 from mlx_distributed_training.training.datasets.batching import BatchLayout
-from mlx_distributed_training.training.datasets.loading import (
-    load_training_data,
-    pack_examples,
-)
+from mlx_distributed_training.training.datasets.loading import load_training_data
+from mlx_distributed_training.training.datasets.packing import pack_examples
 from mlx_distributed_training.training.distributed.group import init_group
 from mlx_distributed_training.training.distributed.watchdog import Watchdog
 from mlx_distributed_training.training.optimizers.distributed_adamw import (
@@ -123,9 +121,15 @@ def _train(
             raise ConfigError([str(error)]) from error
         # Packed once from the seed, so every rank and a resumed run see the
         # same rows; epochs and steps then count rows, not examples.
-        data.train.examples = pack_examples(
-            data.train.examples, config.max_seq_length, config.seed
+        packing = pack_examples(data.train.examples, config.max_seq_length, config.seed)
+        logger.info(
+            "packed %d training examples into %d rows of %d tokens (%.0f%% tokens)",
+            len(data.train.examples),
+            len(packing.rows),
+            packing.row_length,
+            100 * packing.fill,
         )
+        data.train.examples = packing.rows
 
     state = None
     saved_optimizer_state = None

@@ -41,7 +41,7 @@ from mlx_distributed_training.training.sft.evaluate import (
     perplexity,
     validation_loss,
 )
-from mlx_distributed_training.training.sft.loss import scaled_loss
+from mlx_distributed_training.training.sft.loss import TokenLoss
 from mlx_distributed_training.training.sft.reporting import Reporter
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,13 @@ class Trainer:
             group.rank(),
         )
         self.total_steps = plan_total_steps(config, self.layout, data)
-        self.loss_and_grad = nn.value_and_grad(model, scaled_loss)
+        self.token_loss = TokenLoss.for_model(model)
+        if not self.token_loss.head_at_targets:
+            logger.info(
+                "the model's logits are more than its output head applied to its "
+                "body's output, so the loss computes logits at every position"
+            )
+        self.loss_and_grad = nn.value_and_grad(model, self.token_loss.scaled)
 
     # -- one step ---------------------------------------------------------
 
@@ -206,6 +212,7 @@ class Trainer:
         with self.collective(f"validation at step {self.state.step}"):
             loss = validation_loss(
                 self.model,
+                self.token_loss,
                 self.data.valid.examples,
                 self.config.micro_batch_size,
                 self.config.eval_max_batches,
