@@ -24,7 +24,7 @@ are interleaved (A, B, A, B) and each figure is the median of the repeats.
     uv run python bench/bench_training.py            # 3 repeats of 24 steps
     uv run python bench/bench_training.py --quick    # 1 repeat of 8 steps
 
-On an idle 2-core machine, --steps 60 --repeats 1 --threads 1 took 12 minutes.
+On an idle 2-core machine, --steps 60 --repeats 1 --threads 1 took 10 minutes.
 --conversations joins 1 to 8 records into each example, for varied lengths.
 """
 
