@@ -71,12 +71,12 @@ def test_row_length_is_the_shortest_that_fills_rows():
 
 
 def test_row_length_falls_back_to_the_fullest():
-    # 83 tokens: rows of 40 need 3 rows (69% tokens), rows of 48, 56 or 64
-    # need 2 (86%, 74%, 65%); none reaches 95%, and 48 is the fullest.
+    # 83 tokens take 3 rows of 40 (69% tokens) or 2 rows of 48, 56 or 64
+    # (86%, 74%, 65%). None reaches 95%, so the fullest length wins: 48.
     assert packing_row_length(np.array([40, 40, 3]), 64, seed=0) == 48
 
 
-def test_row_length_keeps_to_an_uneven_max_seq_length():
+def test_row_length_uneven_max_seq_length():
     assert packing_row_length(np.array([98, 97]), 100, seed=0) == 100
 
 

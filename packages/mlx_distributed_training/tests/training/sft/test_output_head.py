@@ -55,7 +55,7 @@ def loss_and_grads(model, batch, head_at_targets):
 
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("packed", [False, True])
-def test_head_at_targets_gives_the_same_loss_and_gradients(tied, packed):
+def test_head_at_targets_same_loss_and_gradients(tied, packed):
     model = tiny(llama, tie_word_embeddings=tied)
     model.freeze()
     linear_to_lora_layers(model, 1, {"rank": 4, "scale": 10.0, "dropout": 0.0})

@@ -24,26 +24,27 @@ from mlx_distributed_training.training.sft.packed_attention import attention_cac
 
 
 def hidden_states(model: nn.Module, batch: MicroBatch) -> mx.array:
-    """The body's output for every position, (batch, length, hidden)."""
+    """Return the body's output at every position, (batch, length, hidden)."""
     return model.model(batch.inputs, cache=attention_caches(model, batch))
 
 
 def head_logits(model: nn.Module, hidden: mx.array) -> mx.array:
-    """Logits of the output head for hidden states of any leading shape."""
+    """Return the output head's logits for hidden states of any leading shape."""
     if "lm_head" in model:
         return model.lm_head(hidden)
     return model.model.embed_tokens.as_linear(hidden)
 
 
 def target_logits(model: nn.Module, batch: MicroBatch) -> mx.array:
-    """Logits at the batch's loss-bearing positions only, (targets, vocab)."""
+    """Return logits at the batch's loss-bearing positions only, (targets,
+    vocab)."""
     hidden = hidden_states(model, batch)
     hidden = hidden.reshape(-1, hidden.shape[-1])[batch.target_positions]
     return head_logits(model, hidden)
 
 
 def splits_at_head(model: nn.Module) -> bool:
-    """Whether ``head_logits(hidden_states(...))`` gives the model's logits.
+    """Tell whether ``head_logits(hidden_states(...))`` gives the model's logits.
 
     Checked once on three tokens, in evaluation mode so that dropout does not
     make the two paths differ.
