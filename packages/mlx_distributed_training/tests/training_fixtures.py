@@ -9,6 +9,17 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
+# A 2-layer llama small enough to train in tests; add vocab_size.
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-5,
+}
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -58,13 +69,7 @@ def build_tiny_model(folder: Path, seed: int = 0, with_chat_template=True) -> Pa
     build_tokenizer(folder, with_chat_template)
     vocab_size = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
     config = {
-        "model_type": "llama",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "intermediate_size": 64,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5,
+        **TINY_LLAMA,
         "vocab_size": len(vocab_size),
         "rope_theta": 10000.0,
         "tie_word_embeddings": True,
@@ -78,6 +83,14 @@ def build_tiny_model(folder: Path, seed: int = 0, with_chat_template=True) -> Pa
     )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+def tiny_model(module, **settings):
+    """Build `module.Model` (an mlx_lm.models module) with seed 0 weights."""
+    mx.random.seed(0)
+    model = module.Model(module.ModelArgs.from_dict(settings))
+    mx.eval(model.parameters())
+    return model
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -12,25 +12,11 @@ from mlx_distributed_training.training.sft.loss import TokenLoss
 from mlx_distributed_training.training.sft.output_head import splits_at_head
 from mlx_lm.models import cohere, gemma2, gpt2, llama
 from mlx_lm.tuner.utils import linear_to_lora_layers
-
-LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "intermediate_size": 64,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "rms_norm_eps": 1e-5,
-    "vocab_size": 50,
-}
+from training_fixtures import TINY_LLAMA, tiny_model
 
 
 def tiny(module, **overrides):
-    mx.random.seed(0)
-    settings = {**LLAMA, **overrides} if module is not gpt2 else overrides
-    model = module.Model(module.ModelArgs.from_dict(settings))
-    mx.eval(model.parameters())
-    return model
+    return tiny_model(module, **{**TINY_LLAMA, "vocab_size": 50, **overrides})
 
 
 def prompt_and_reply(prompt, reply, location):
@@ -110,7 +96,7 @@ def test_scaled_logits_keep_logits_everywhere():
 
 
 def test_model_without_the_usual_layout_keeps_logits_everywhere():
-    model = tiny(
+    model = tiny_model(
         gpt2,
         model_type="gpt2",
         n_ctx=16,

@@ -15,25 +15,12 @@ from mlx_distributed_training.training.sft.packed_attention import (
 )
 from mlx_lm.models import gpt2, llama
 from mlx_lm.tuner.trainer import grad_checkpoint
+from training_fixtures import TINY_LLAMA, tiny_model
 
 
 def tiny_llama(**overrides):
-    mx.random.seed(0)
-    settings = {
-        "model_type": "llama",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "intermediate_size": 64,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5,
-        "vocab_size": 50,
-        "tie_word_embeddings": True,
-        **overrides,
-    }
-    model = llama.Model(llama.ModelArgs.from_dict(settings))
-    mx.eval(model.parameters())
-    return model
+    settings = {**TINY_LLAMA, "vocab_size": 50, "tie_word_embeddings": True}
+    return tiny_model(llama, **{**settings, **overrides})
 
 
 def example(tokens, location):
