@@ -209,3 +209,20 @@ def test_one_host_hostfile_runs_one_rank_alone(tmp_path):
     assert outcome.exit_code == 0
     report = json.loads((tmp_path / "rank0.json").read_text())
     assert (report["rank"], report["size"], report["sum"]) == (0, 1, 1.0)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states")
+def test_stopped_rank_killed_after_another_fails(tmp_path):
+    # Rank 1 stops itself with SIGSTOP and cannot act on mlx.launch's SIGTERM
+    # once rank 0 has failed; without the kill, the launch would never end.
+    command = build_launch_command(
+        probe_command(tmp_path, "--stop-rank", "1", "--exit-code", "3"),
+        LaunchRequest(num_processes=2),
+        "ring",
+        {},
+        starting_port=find_free_port_range(2),
+    )
+    outcome = run_launch(command, rank_count=2, stop_grace_s=1.0)
+    assert outcome.exit_code == 3
+    assert RankFailure(rank=0, exit_code=3) in outcome.failures
+    assert RankFailure(rank=1, exit_code=-9) in outcome.failures

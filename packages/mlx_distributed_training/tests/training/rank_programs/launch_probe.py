@@ -5,6 +5,8 @@ its arguments and ``PROBE_VALUE`` and the BLAS variables from its
 environment, after one
 ``all_sum``. ``--exit-rank``/``--exit-code`` make one rank exit with that
 status afterwards; ``--kill-rank`` makes one rank SIGKILL itself.
+``--stop-rank`` makes one rank stop itself with SIGSTOP; the others wait
+until it is stopped, then exit with ``--exit-code``.
 ``--wait-launcher-priority`` waits up to 10 s for the parent process (the
 launcher) to reach the lowest priority and adds both priorities to the report.
 """
@@ -24,6 +26,7 @@ parser.add_argument("--out", required=True)
 parser.add_argument("--exit-rank", type=int, default=-1)
 parser.add_argument("--exit-code", type=int, default=0)
 parser.add_argument("--kill-rank", type=int, default=-1)
+parser.add_argument("--stop-rank", type=int, default=-1)
 parser.add_argument("--wait-launcher-priority", action="store_true")
 args, extra = parser.parse_known_args()
 
@@ -38,6 +41,7 @@ report = {
     "probe_value": os.environ.get("PROBE_VALUE"),
     "blas": os.environ.get("MLX_DISTRIBUTED_BLAS"),
     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    "pid": os.getpid(),
 }
 if args.wait_launcher_priority:
     deadline = time.monotonic() + 10
@@ -51,6 +55,23 @@ if args.wait_launcher_priority:
 with open(os.path.join(args.out, f"rank{group.rank()}.json"), "w") as handle:
     json.dump(report, handle)
 
+if args.stop_rank >= 0:
+    if group.rank() == args.stop_rank:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    # The others wait (up to 10 s) until /proc shows it stopped, then fail.
+    stopped_report = os.path.join(args.out, f"rank{args.stop_rank}.json")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(stopped_report) as handle:
+                pid = json.load(handle)["pid"]
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "T":
+                    break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    sys.exit(args.exit_code)
 if group.rank() == args.kill_rank:
     os.kill(os.getpid(), signal.SIGKILL)
 if group.rank() == args.exit_rank:

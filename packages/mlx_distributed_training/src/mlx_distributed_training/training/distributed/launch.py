@@ -6,6 +6,13 @@ the same CLI with the rest. mlx.launch (mlx 0.32) stops the other ranks when
 one fails but itself exits with status 0, so this module reads its
 "Node with rank R exited with code C" warnings to return a non-zero status
 and to name the rank that failed first.
+
+mlx.launch stops the other ranks with SIGTERM and waits for them. A rank that
+cannot act on it (stopped with SIGSTOP, or stuck in the kernel) would keep
+mlx-train waiting for ever, so rank processes still running
+``STOP_GRACE_S`` seconds after the first failure are killed. Those are the
+local children of mlx.launch: ranks on this machine, and the ssh sessions of
+remote ranks. A remote rank process that ignores its stop stays on its host.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +35,7 @@ from mlx_distributed import blas_environment
 
 from .group import BACKENDS
 from .hostfile import check_backend_matches, load_hostfile
-from .launcher_priority import lower_launcher_priority_when_started
+from .launcher_priority import child_pids, lower_launcher_priority_when_started
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,7 @@ BLAS_VARIABLES = (
     "MLX_DISTRIBUTED_BLAS",
     "OPENBLAS_NUM_THREADS",
 )
+STOP_GRACE_S = 10.0
 _RANK_EXIT = re.compile(
     r"Node with rank (?P<rank>\d+) (?:exited with code (?P<code>-?\d+)|was killed)"
 )
@@ -186,14 +196,20 @@ def build_launch_command(
     return [*command, "--", *rank_command]
 
 
-def run_launch(command: Sequence[str], rank_count: int | None = None) -> LaunchOutcome:
+def run_launch(
+    command: Sequence[str],
+    rank_count: int | None = None,
+    stop_grace_s: float = STOP_GRACE_S,
+) -> LaunchOutcome:
     """Run an mlx.launch command, pass its output through and return the
     status of the launch with the ranks that failed.
 
     With ``rank_count``, mlx.launch drops to the lowest priority once it has
-    started that many ranks (see ``launcher_priority``).
+    started that many ranks (see ``launcher_priority``). Rank processes still
+    running ``stop_grace_s`` seconds after a rank failed are killed.
     """
     failures: list[RankFailure] = []
+    killer: threading.Timer | None = None
     # mlx.launch polls its stdin and forwards it to the ranks. An open pipe
     # without data keeps that poll idle, while end of file makes it spin.
     process = subprocess.Popen(
@@ -214,8 +230,16 @@ def run_launch(command: Sequence[str], rank_count: int | None = None) -> LaunchO
             failures.append(
                 RankFailure(int(match.group("rank")), int(code) if code else None)
             )
+            if killer is None:
+                killer = threading.Timer(
+                    stop_grace_s, _kill_ranks_left, (process, stop_grace_s)
+                )
+                killer.daemon = True
+                killer.start()
     process.stdin.close()
     launcher_status = process.wait()
+    if killer is not None:
+        killer.cancel()
 
     for failure in failures:
         if failure.exit_code is None:
@@ -297,6 +321,23 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _kill_ranks_left(launcher: subprocess.Popen, grace_s: float) -> None:
+    """Kill the rank processes mlx.launch still waits for."""
+    if launcher.poll() is not None:
+        return
+    for pid in child_pids(launcher.pid):
+        logger.error(
+            "rank process %d did not stop within %.0f s of a rank's failure; "
+            "killing it",
+            pid,
+            grace_s,
+        )
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _shell_status(exit_code: int) -> int:
