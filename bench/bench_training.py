@@ -141,6 +141,8 @@ def count_mlx_lm_tokens(model: str, data: Path, max_seq_length: int) -> TokenCou
 
     mlx_lm's loss mask over targets at positions 1..T keeps positions from
     max(offset, 1) to the (truncated) length, offset being the prompt length.
+    A batch holding an example of max_seq_length tokens is max_seq_length
+    wide, so its targets stop at position max_seq_length - 1.
     """
     from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
     from mlx_lm.utils import load_tokenizer
@@ -153,7 +155,8 @@ def count_mlx_lm_tokens(model: str, data: Path, max_seq_length: int) -> TokenCou
         tokens, offset = dataset[index]
         length = min(len(tokens), max_seq_length)
         processed += length
-        loss_bearing += max(length - max(offset, 1) + 1, 0)
+        last = min(length, max_seq_length - 1)
+        loss_bearing += max(last - max(offset, 1) + 1, 0)
     return TokenCounts(processed, loss_bearing)
 
 
