@@ -120,3 +120,11 @@ def test_same_seed_same_rows_other_seed_other_order():
     other = pack_examples(examples, 64, seed=2).rows
     assert [r.tokens.tolist() for r in first] == [r.tokens.tolist() for r in again]
     assert [r.tokens.tolist() for r in first] != [r.tokens.tolist() for r in other]
+
+
+def test_row_length_fits_unsampled_longest_example(monkeypatch):
+    monkeypatch.setattr(packing, "CHOICE_SAMPLE", 50)
+    lengths = np.full(5000, 40)
+    lengths[123] = 300
+    for seed in range(5):
+        assert packing_row_length(lengths, 512, seed=seed) >= 300

@@ -51,10 +51,11 @@ def pack_examples(
 def packing_row_length(lengths: np.ndarray, max_seq_length: int, seed: int) -> int:
     """The shortest candidate row length whose rows are FULL_ENOUGH, else
     the fullest; measured on a sample of CHOICE_SAMPLE examples."""
+    # The longest example of all, not of the sample, bounds the row length.
+    shortest = math.ceil(int(lengths.max()) / PAD_MULTIPLE) * PAD_MULTIPLE
     if len(lengths) > CHOICE_SAMPLE:
         rng = np.random.default_rng(seed)
         lengths = rng.choice(lengths, CHOICE_SAMPLE, replace=False)
-    shortest = math.ceil(int(lengths.max()) / PAD_MULTIPLE) * PAD_MULTIPLE
     candidates = list(range(shortest, max_seq_length + 1, PAD_MULTIPLE))
     if not candidates:
         return max_seq_length
