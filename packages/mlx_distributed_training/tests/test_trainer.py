@@ -152,6 +152,37 @@ def test_resume_past_max_steps_is_config_error(tiny_model_dir, chat_data_dir, tm
     assert not (tmp_path / "again").exists()
 
 
+@pytest.mark.parametrize(
+    "change", [{"max_seq_length": 30}, {"pack_sequences": True}, {"edit": True}]
+)
+def test_resume_on_other_training_data_is_config_error(
+    tiny_model_dir, chat_data_dir, tmp_path, change
+):
+    from mlx_distributed_training.configs.training_config import ConfigError
+
+    run_dir = tmp_path / "run"
+    first = tiny_config(
+        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
+    )
+    run_training(first)
+    state = json.loads(
+        (run_dir / "checkpoints/step-00000004/trainer_state.json").read_text()
+    )
+    assert len(state["train_data_digest"]) == 16
+    settings = {key: value for key, value in change.items() if key != "edit"}
+    if "edit" in change:
+        train = chat_data_dir / "train.jsonl"
+        train.write_text(train.read_text().replace("2021-01-01", "2021-01-02"))
+    other = tiny_config(tiny_model_dir, chat_data_dir, run_dir, max_steps=8, **settings)
+    with pytest.raises(ConfigError) as caught:
+        run_training(other, resume_from=run_dir)
+    assert caught.value.problems[0].startswith(
+        "data: the training examples differ from those this checkpoint was "
+        "trained on (digest "
+    )
+    assert caught.value.source == str(run_dir / "checkpoints/step-00000004")
+
+
 def test_packed_run_steps_over_rows(
     tiny_model_dir, tiny_tokenizer, chat_data_dir, tmp_path
 ):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlx_distributed_training.training.datasets.encode import (
     ChatEncoder,
     EncodedExample,
@@ -33,6 +35,18 @@ class SplitData:
     @property
     def target_count(self) -> int:
         return sum(example.target_count for example in self.examples)
+
+    def digest(self) -> str:
+        """Return a short hash of the examples in order: their tokens, loss
+        masks and packing segments. A resumed run must train on the same."""
+        hasher = hashlib.sha256()
+        for example in self.examples:
+            hasher.update(len(example.tokens).to_bytes(8, "little"))
+            hasher.update(example.tokens.astype(np.int32).tobytes())
+            hasher.update(np.packbits(example.loss_mask).tobytes())
+            if example.segments is not None:
+                hasher.update(example.segments.astype(np.int32).tobytes())
+        return hasher.hexdigest()[:16]
 
 
 @dataclass

@@ -48,6 +48,8 @@ class TrainerState:
     train_loss: float | None = None
     valid_loss: float | None = None
     baseline_exact_match: float | None = None
+    # SplitData.digest() of the training examples (None in older checkpoints).
+    train_data_digest: str | None = None
 
 
 def checkpoint_name(step: int) -> str:
@@ -161,10 +163,16 @@ def read_trainer_state(checkpoint: Path) -> TrainerState:
     for key, value in values.items():
         if key not in kinds:
             raise CheckpointError(path, f"{key}: unknown key")
-        number_types = (int, float) if "float" in kinds[key] else (int,)
-        wrong_type = isinstance(value, bool) or not isinstance(value, number_types)
-        if wrong_type and not (value is None and "None" in kinds[key]):
-            expected = "a number" if "float" in kinds[key] else "an integer"
+        kind = kinds[key]
+        if value is None and "None" in kind:
+            continue
+        if "str" in kind:
+            right_type, expected = isinstance(value, str), "a string"
+        else:
+            number_types = (int, float) if "float" in kind else (int,)
+            right_type = isinstance(value, number_types) and not isinstance(value, bool)
+            expected = "a number" if "float" in kind else "an integer"
+        if not right_type:
             raise CheckpointError(path, f"{key}: got {value!r}, expected {expected}")
     return TrainerState(**values)
 

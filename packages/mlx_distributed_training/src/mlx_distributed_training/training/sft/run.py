@@ -122,13 +122,15 @@ def _train(
         # Packed once from the seed, so every rank and a resumed run see the
         # same rows; epochs and steps then count rows, not examples.
         packing = pack_examples(data.train.examples, config.max_seq_length, config.seed)
-        logger.info(
-            "packed %d training examples into %d rows of %d tokens (%.0f%% tokens)",
-            len(data.train.examples),
-            len(packing.rows),
-            packing.row_length,
-            100 * packing.fill,
+        text = (
+            f"packing: {len(data.train.examples):,} training examples in "
+            f"{len(packing.rows):,} rows of {packing.row_length} tokens "
+            f"({packing.fill:.0%} tokens)"
         )
+        if is_writer and view is not None:
+            view.show_line(text)
+        else:
+            logger.info(text)
         data.train.examples = packing.rows
 
     state = None
@@ -141,6 +143,18 @@ def _train(
                 [
                     f"max_steps: got {config.max_steps}, but the checkpoint is at "
                     f"step {state.step}; expected at least {state.step}"
+                ],
+                str(checkpoint),
+            )
+        digest = data.train.digest()
+        if state.train_data_digest not in (None, digest):
+            raise ConfigError(
+                [
+                    "data: the training examples differ from those this checkpoint "
+                    f"was trained on (digest {digest}, checkpoint "
+                    f"{state.train_data_digest}). Other data, max_seq_length, "
+                    "mask_prompt, pack_sequences or seed change them; resume with "
+                    "the run's own, or start a new run"
                 ],
                 str(checkpoint),
             )

@@ -263,7 +263,7 @@ class Trainer:
 
     def run(self, state: TrainerState | None = None) -> TrainResult:
         """Train from `state` (a fresh run when None) to the configured limit."""
-        self.state = state or TrainerState()
+        self.state = state or TrainerState(train_data_digest=self.data.train.digest())
         result = TrainResult(self.state, self.total_steps)
         examples = self.data.train.examples
         steps_per_epoch = self.layout.steps_per_epoch(len(examples))
