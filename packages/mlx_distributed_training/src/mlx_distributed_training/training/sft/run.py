@@ -153,8 +153,8 @@ def _train(
                     "data: the training examples differ from those this checkpoint "
                     f"was trained on (digest {digest}, checkpoint "
                     f"{state.train_data_digest}). Other data, max_seq_length, "
-                    "mask_prompt, pack_sequences or seed change them; resume with "
-                    "the run's own, or start a new run"
+                    "mask_prompt, pack_sequences, or seed with packing, change "
+                    "them; resume with the run's own, or start a new run"
                 ],
                 str(checkpoint),
             )
