@@ -49,8 +49,8 @@ def pack_examples(
 
 
 def packing_row_length(lengths: np.ndarray, max_seq_length: int, seed: int) -> int:
-    """The shortest candidate row length whose rows are FULL_ENOUGH, else
-    the fullest; measured on a sample of CHOICE_SAMPLE examples."""
+    """Return the shortest candidate row length whose rows are FULL_ENOUGH,
+    else the fullest; fill is measured on a sample of CHOICE_SAMPLE examples."""
     # The longest example of all, not of the sample, bounds the row length.
     shortest = math.ceil(int(lengths.max()) / PAD_MULTIPLE) * PAD_MULTIPLE
     if len(lengths) > CHOICE_SAMPLE:
