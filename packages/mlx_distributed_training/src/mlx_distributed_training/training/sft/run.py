@@ -158,6 +158,9 @@ def _train(
                 ],
                 str(checkpoint),
             )
+        # A checkpoint written before the digest existed has none, so this
+        # run stores it in the checkpoints it writes.
+        state.train_data_digest = digest
         saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
         logger.info("resuming from %s at step %d", checkpoint, state.step)
 
