@@ -81,7 +81,7 @@ def run_training(
     holds the lock.
     """
     started = time.perf_counter()
-    group = group or init_group(config.backend)
+    group = group or init_group(config.backend, config.collective_timeout_s)
     run_dir = Path(config.output_dir or default_output_dir())
     if group.rank() != 0:
         return _train(config, run_dir, resume_from, view, group, started)
