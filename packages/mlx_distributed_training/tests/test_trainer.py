@@ -203,3 +203,54 @@ def test_packed_run_steps_over_rows(
     assert result.state.step == math.ceil(len(rows) / 2)
     # The first token of an example is a prompt token, so packing drops no target.
     assert result.state.trained_tokens == data.train.target_count
+
+
+def test_resume_of_checkpoint_without_digest_records_it(
+    tiny_model_dir, chat_data_dir, tmp_path
+):
+    # Checkpoints written before train_data_digest existed lack the field. A
+    # run resumed from one must record the digest in its own checkpoints.
+    run_dir = tmp_path / "run"
+    first = tiny_config(
+        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
+    )
+    run_training(first)
+    state_path = run_dir / "checkpoints/step-00000004/trainer_state.json"
+    state = json.loads(state_path.read_text())
+    digest = state.pop("train_data_digest")
+    state_path.write_text(json.dumps(state))
+
+    again = tiny_config(
+        tiny_model_dir,
+        chat_data_dir,
+        run_dir,
+        max_steps=8,
+        exact_match_samples=0,
+        learning_rate=5e-3,
+    )
+    result = run_training(again, resume_from=run_dir)
+    assert result.state.step == 8
+    resumed = json.loads(
+        (run_dir / "checkpoints/step-00000008/trainer_state.json").read_text()
+    )
+    assert resumed["train_data_digest"] == digest
+
+
+def test_resume_with_other_digest_type_is_checkpoint_error(
+    tiny_model_dir, chat_data_dir, tmp_path
+):
+    from mlx_distributed_training.training.sft.checkpoints import CheckpointError
+
+    run_dir = tmp_path / "run"
+    first = tiny_config(
+        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
+    )
+    run_training(first)
+    state_path = run_dir / "checkpoints/step-00000004/trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state["train_data_digest"] = 12345
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError) as caught:
+        again = tiny_config(tiny_model_dir, chat_data_dir, run_dir, max_steps=8)
+        run_training(again, resume_from=run_dir)
+    assert "train_data_digest: got 12345, expected a string" in str(caught.value)

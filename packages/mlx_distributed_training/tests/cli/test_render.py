@@ -1,6 +1,8 @@
-"""The terminal rendering of `mlx-train`: the closing summary."""
+"""The terminal rendering of `mlx-train`: report lines and the closing summary."""
 
-from mlx_distributed_training.cli.render import show_summary
+import io
+
+from mlx_distributed_training.cli.render import ConsoleView, show_summary
 from mlx_distributed_training.training.sft.checkpoints import TrainerState
 from mlx_distributed_training.training.sft.evaluate import ExactMatchResult
 from mlx_distributed_training.training.sft.trainer import TrainResult
@@ -35,3 +37,16 @@ def test_summary_lists_exact_match_samples():
         "expected '2021-04-01', greedy reply differs at the end of '2021-0'  "
         "(test.jsonl:2)"
     ) in text
+
+
+def test_report_line_wider_than_console_stays_one_line():
+    # Without a terminal rich assumes 80 columns. A log file or pipe must get
+    # each report line whole, so that grep and line-based readers see it.
+    output = io.StringIO()
+    view = ConsoleView(Console(file=output, width=80, highlight=False))
+    line = (
+        "packing: 12,500,000 training examples in 2,103,450 rows of 16384 "
+        "tokens (97% tokens)"
+    )
+    view.show_line(line)
+    assert output.getvalue() == line + "\n"

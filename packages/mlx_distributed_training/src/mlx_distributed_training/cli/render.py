@@ -49,7 +49,9 @@ class ConsoleView:
             self.progress.update(self.task_id, completed=step)
 
     def show_line(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        # Rich breaks long lines at the console width (80 columns when output
+        # goes to a file or pipe). Soft wrapping keeps each line whole.
+        self.console.print(text, markup=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.progress is not None:

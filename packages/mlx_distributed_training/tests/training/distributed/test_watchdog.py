@@ -82,6 +82,31 @@ def test_hung_rank_stops_every_rank(launch_ranks, hung_rank):
         )
 
 
+def test_rank_missing_at_connect_stops_waiting_rank(launch_ranks):
+    # Only a deadline ends the wait for a rank that never connects the group,
+    # such as one stopped with SIGSTOP.
+    late_s = 3 * TIMEOUT_S
+    runs = run(launch_ranks, "--fault", "sleep-before-init", "--slow-s", str(late_s))
+    assert runs[0].returncode == 1, runs.describe()
+    assert runs[0].elapsed_s < late_s, runs.describe()
+    assert "Timeout (0:00:03)!" in runs[0].stderr
+    assert "in init_group" in runs[0].stderr
+
+
+def test_rank_missing_at_watchdog_start_stops_waiting_rank(launch_ranks):
+    # The heartbeat does not run yet while rank 0 sends its port to the others.
+    late_s = 3 * TIMEOUT_S
+    runs = run(
+        launch_ranks, "--fault", "sleep-before-watchdog", "--slow-s", str(late_s)
+    )
+    assert runs[0].returncode == WATCHDOG_EXIT_CODE, runs.describe()
+    assert runs[0].elapsed_s < late_s, runs.describe()
+    assert stop_message(runs, 0) == (
+        "rank 0 stops: the watchdog's port exchange did not finish within 3 s. "
+        "Another rank may be stopped, hung or unreachable"
+    )
+
+
 def test_failing_rank_error_reaches_other_rank(launch_ranks):
     runs = run(launch_ranks, "--fault", "raise", "--fault-rank", "1")
     assert runs[1].returncode == 1, runs.describe()

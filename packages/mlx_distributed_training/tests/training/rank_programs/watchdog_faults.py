@@ -3,7 +3,9 @@
 ``--fault`` chooses what ``--fault-rank`` does at ``--fault-step`` instead of
 entering that step's collective: ``kill`` (SIGKILL itself), ``hang`` (sleep
 for an hour), ``raise`` (raise ValueError), ``slow`` (work locally for
-``--slow-s`` seconds, less than the timeout) or ``none``. Rank 1 also finishes
+``--slow-s`` seconds, less than the timeout) or ``none``. ``sleep-before-init``
+and ``sleep-before-watchdog`` make ``--fault-rank`` sleep ``--slow-s`` seconds
+before it connects the group or starts the watchdog. Rank 1 also finishes
 ``--late-finish-s`` seconds after rank 0. Each rank prints ``finished`` when
 its loop ends normally (on stderr, through logging).
 """
@@ -30,8 +32,12 @@ parser.add_argument("--late-finish-s", type=float, default=0.0)
 args = parser.parse_args()
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-group = init_group("ring")
+if args.fault == "sleep-before-init" and os.environ["MLX_RANK"] == str(args.fault_rank):
+    time.sleep(args.slow_s)
+group = init_group("ring", timeout_s=args.timeout_s)
 rank = group.rank()
+if args.fault == "sleep-before-watchdog" and rank == args.fault_rank:
+    time.sleep(args.slow_s)
 
 with Watchdog(group, timeout_s=args.timeout_s) as watchdog:
     for step in range(args.steps):

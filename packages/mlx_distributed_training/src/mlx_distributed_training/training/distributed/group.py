@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +32,11 @@ def launched_by_launcher(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name) for name in LAUNCHER_VARIABLES)
 
 
-def init_group(backend: str) -> mx.distributed.Group:
+def init_group(backend: str, timeout_s: float | None = None) -> mx.distributed.Group:
     """Create the global group for ``backend`` (one of :data:`BACKENDS`).
+
+    With ``timeout_s``, a rank still waiting for the others to connect after
+    that many seconds prints its Python traceback and exits with status 1.
 
     ``"any"`` tries every backend MLX has and falls back to a one-process group
     when no launcher started this process. A named backend, or ``"any"``
@@ -56,7 +60,18 @@ def init_group(backend: str) -> mx.distributed.Group:
             "choose another backend or 'any'"
         )
     try:
-        return mx.distributed.init(strict=strict, backend=backend)
+        if timeout_s is None:
+            return mx.distributed.init(strict=strict, backend=backend)
+        # mx.distributed.init holds the GIL while it waits for the other
+        # ranks (mlx 0.32), so no Python thread can end a wait on a rank that
+        # never arrives. faulthandler's timer runs in C and can.
+        # NOTE: it replaces, then cancels, any faulthandler timer armed
+        # elsewhere in this process, such as pytest's faulthandler_timeout.
+        faulthandler.dump_traceback_later(timeout_s, exit=True)
+        try:
+            return mx.distributed.init(strict=strict, backend=backend)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
     except RuntimeError as error:
         raise DistributedBackendError(
             f"could not initialize distributed backend {backend!r}: {error}. "

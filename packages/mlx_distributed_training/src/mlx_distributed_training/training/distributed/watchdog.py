@@ -54,6 +54,39 @@ class WatchdogError(RuntimeError):
     """The watchdog side channel could not be set up."""
 
 
+@contextlib.contextmanager
+def exit_if_still_waiting(timeout_s: float, waiting_for: str) -> Iterator[None]:
+    """Exit this process with ``WATCHDOG_EXIT_CODE`` if the block has not
+    finished after ``timeout_s`` seconds.
+
+    For waits on other ranks before the heartbeat runs, which a rank that
+    never arrives (stopped with SIGSTOP, say) would block for ever. The
+    timer is a Python thread, so the wait must release the GIL, as MLX's
+    collectives do.
+    """
+    finished = threading.Event()
+
+    def exit_when_late() -> None:
+        if finished.wait(timeout_s):
+            return
+        logger.critical(
+            "rank %s stops: %s did not finish within %g s. Another rank may "
+            "be stopped, hung or unreachable",
+            os.environ.get("MLX_RANK", "0"),
+            waiting_for,
+            timeout_s,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(WATCHDOG_EXIT_CODE)
+
+    threading.Thread(target=exit_when_late, name="wait-deadline", daemon=True).start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
 def hub_host_from_environment(environ: Mapping[str, str] = os.environ) -> str:
     """Return the address of rank 0 that the launcher gave every rank.
 
@@ -229,7 +262,9 @@ class Watchdog:
     def _broadcast_port(self, port: int) -> int:
         contribution = mx.array([port if self.rank == 0 else 0], dtype=mx.int32)
         total = mx.distributed.all_sum(contribution, group=self.group)
-        return int(total.item())  # the host waits for the collective here
+        # The heartbeat does not run yet, so a deadline bounds this wait.
+        with exit_if_still_waiting(self.timeout_s, "the watchdog's port exchange"):
+            return int(total.item())  # the host waits for the collective here
 
     def _accept_peers(self, host: str) -> None:
         listener = socket.create_server((host, 0))

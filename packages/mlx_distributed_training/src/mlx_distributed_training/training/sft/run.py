@@ -81,7 +81,7 @@ def run_training(
     holds the lock.
     """
     started = time.perf_counter()
-    group = group or init_group(config.backend)
+    group = group or init_group(config.backend, config.collective_timeout_s)
     run_dir = Path(config.output_dir or default_output_dir())
     if group.rank() != 0:
         return _train(config, run_dir, resume_from, view, group, started)
@@ -158,6 +158,9 @@ def _train(
                 ],
                 str(checkpoint),
             )
+        # A checkpoint written before the digest existed has none, so this
+        # run stores it in the checkpoints it writes.
+        state.train_data_digest = digest
         saved_optimizer_state = checkpoints.load_checkpoint_weights(checkpoint, model)
         logger.info("resuming from %s at step %d", checkpoint, state.step)
 
