@@ -1,14 +1,17 @@
 """Rank program for launcher tests: report what the rank received.
 
 Each rank writes ``rank<R>.json`` in ``--out`` with its rank, the group size,
-its arguments and ``PROBE_VALUE`` and the BLAS variables from its
-environment, after one
-``all_sum``. ``--exit-rank``/``--exit-code`` make one rank exit with that
-status afterwards; ``--kill-rank`` makes one rank SIGKILL itself.
-``--stop-rank`` makes one rank stop itself with SIGSTOP; the others wait
-until it is stopped, then exit with ``--exit-code``.
-``--wait-launcher-priority`` waits up to 10 s for the parent process (the
-launcher) to reach the lowest priority and adds both priorities to the report.
+its arguments, its process id, ``PROBE_VALUE`` and the BLAS variables from
+its environment, after one ``all_sum``. Then:
+
+- ``--exit-rank``/``--exit-code`` make one rank exit with that status;
+- ``--kill-rank`` makes one rank SIGKILL itself;
+- ``--stop-rank`` makes one rank stop itself with SIGSTOP; the others wait
+  until it is stopped, then exit with ``--exit-code``;
+- ``--say`` writes a line on stderr;
+- ``--wait-launcher-priority`` waits up to 10 s for the parent process (the
+  launcher) to reach the lowest priority and adds both priorities to the
+  report.
 """
 
 import argparse
@@ -27,6 +30,7 @@ parser.add_argument("--exit-rank", type=int, default=-1)
 parser.add_argument("--exit-code", type=int, default=0)
 parser.add_argument("--kill-rank", type=int, default=-1)
 parser.add_argument("--stop-rank", type=int, default=-1)
+parser.add_argument("--say", default="", help="a line to write on stderr")
 parser.add_argument("--wait-launcher-priority", action="store_true")
 args, extra = parser.parse_known_args()
 
@@ -55,6 +59,9 @@ if args.wait_launcher_priority:
 with open(os.path.join(args.out, f"rank{group.rank()}.json"), "w") as handle:
     json.dump(report, handle)
 
+if args.say:
+    sys.stderr.write(args.say + "\n")
+    sys.stderr.flush()
 if args.stop_rank >= 0:
     if group.rank() == args.stop_rank:
         os.kill(os.getpid(), signal.SIGSTOP)

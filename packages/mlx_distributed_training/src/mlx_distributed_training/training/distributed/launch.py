@@ -48,8 +48,10 @@ BLAS_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
 )
 STOP_GRACE_S = 10.0
+# mlx.launch's own warning; the "[WARN]" prefix sets it apart from rank output.
 _RANK_EXIT = re.compile(
-    r"Node with rank (?P<rank>\d+) (?:exited with code (?P<code>-?\d+)|was killed)"
+    r"\[WARN\] Node with rank (?P<rank>\d+) "
+    r"(?:exited with code (?P<code>-?\d+)|was killed)"
 )
 
 
