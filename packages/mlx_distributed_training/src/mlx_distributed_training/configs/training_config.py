@@ -82,7 +82,9 @@ class DistributedTrainingConfig:
         2048, "Longest example in tokens; longer ones are truncated.", minimum=2
     )
     pack_sequences: bool = _option(
-        False, "Concatenate examples into rows of max_seq_length tokens."
+        False,
+        "Join examples into rows of at most max_seq_length tokens, each example "
+        "attending only to itself; micro_batch_size then counts rows.",
     )
     mask_prompt: bool = _option(
         True,
