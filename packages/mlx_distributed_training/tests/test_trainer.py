@@ -152,25 +152,29 @@ def test_resume_past_max_steps_is_config_error(tiny_model_dir, chat_data_dir, tm
     assert not (tmp_path / "again").exists()
 
 
+def train_to_checkpoint(model_dir, data_dir, run_dir):
+    """Train 4 steps into `run_dir`; return the checkpoint's trainer_state.json."""
+    config = tiny_config(
+        model_dir, data_dir, run_dir, max_steps=4, exact_match_samples=0
+    )
+    run_training(config)
+    return run_dir / "checkpoints/step-00000004/trainer_state.json"
+
+
 @pytest.mark.parametrize(
-    "change", [{"max_seq_length": 30}, {"pack_sequences": True}, {"edit": True}]
+    ("settings", "edit_data"),
+    [({"max_seq_length": 30}, False), ({"pack_sequences": True}, False), ({}, True)],
 )
-def test_resume_on_other_training_data_is_config_error(
-    tiny_model_dir, chat_data_dir, tmp_path, change
+def test_resume_other_data_rejected(
+    tiny_model_dir, chat_data_dir, tmp_path, settings, edit_data
 ):
     from mlx_distributed_training.configs.training_config import ConfigError
 
     run_dir = tmp_path / "run"
-    first = tiny_config(
-        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
-    )
-    run_training(first)
-    state = json.loads(
-        (run_dir / "checkpoints/step-00000004/trainer_state.json").read_text()
-    )
+    state_path = train_to_checkpoint(tiny_model_dir, chat_data_dir, run_dir)
+    state = json.loads(state_path.read_text())
     assert len(state["train_data_digest"]) == 16
-    settings = {key: value for key, value in change.items() if key != "edit"}
-    if "edit" in change:
+    if edit_data:
         train = chat_data_dir / "train.jsonl"
         train.write_text(train.read_text().replace("2021-01-01", "2021-01-02"))
     other = tiny_config(tiny_model_dir, chat_data_dir, run_dir, max_steps=8, **settings)
@@ -180,7 +184,7 @@ def test_resume_on_other_training_data_is_config_error(
         "data: the training examples differ from those this checkpoint was "
         "trained on (digest "
     )
-    assert caught.value.source == str(run_dir / "checkpoints/step-00000004")
+    assert caught.value.source == str(state_path.parent)
 
 
 def test_packed_run_steps_over_rows(
@@ -205,17 +209,11 @@ def test_packed_run_steps_over_rows(
     assert result.state.trained_tokens == data.train.target_count
 
 
-def test_resume_of_checkpoint_without_digest_records_it(
-    tiny_model_dir, chat_data_dir, tmp_path
-):
+def test_resume_old_checkpoint_records_digest(tiny_model_dir, chat_data_dir, tmp_path):
     # Checkpoints written before train_data_digest existed lack the field. A
     # run resumed from one must record the digest in its own checkpoints.
     run_dir = tmp_path / "run"
-    first = tiny_config(
-        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
-    )
-    run_training(first)
-    state_path = run_dir / "checkpoints/step-00000004/trainer_state.json"
+    state_path = train_to_checkpoint(tiny_model_dir, chat_data_dir, run_dir)
     state = json.loads(state_path.read_text())
     digest = state.pop("train_data_digest")
     state_path.write_text(json.dumps(state))
@@ -236,21 +234,15 @@ def test_resume_of_checkpoint_without_digest_records_it(
     assert resumed["train_data_digest"] == digest
 
 
-def test_resume_with_other_digest_type_is_checkpoint_error(
-    tiny_model_dir, chat_data_dir, tmp_path
-):
+def test_resume_wrong_digest_type_rejected(tiny_model_dir, chat_data_dir, tmp_path):
     from mlx_distributed_training.training.sft.checkpoints import CheckpointError
 
     run_dir = tmp_path / "run"
-    first = tiny_config(
-        tiny_model_dir, chat_data_dir, run_dir, max_steps=4, exact_match_samples=0
-    )
-    run_training(first)
-    state_path = run_dir / "checkpoints/step-00000004/trainer_state.json"
+    state_path = train_to_checkpoint(tiny_model_dir, chat_data_dir, run_dir)
     state = json.loads(state_path.read_text())
     state["train_data_digest"] = 12345
     state_path.write_text(json.dumps(state))
+    again = tiny_config(tiny_model_dir, chat_data_dir, run_dir, max_steps=8)
     with pytest.raises(CheckpointError) as caught:
-        again = tiny_config(tiny_model_dir, chat_data_dir, run_dir, max_steps=8)
         run_training(again, resume_from=run_dir)
     assert "train_data_digest: got 12345, expected a string" in str(caught.value)

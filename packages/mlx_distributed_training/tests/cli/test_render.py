@@ -39,7 +39,7 @@ def test_summary_lists_exact_match_samples():
     ) in text
 
 
-def test_report_line_wider_than_console_stays_one_line():
+def test_long_report_line_unwrapped():
     # Without a terminal rich assumes 80 columns. A log file or pipe must get
     # each report line whole, so that grep and line-based readers see it.
     output = io.StringIO()

@@ -40,7 +40,7 @@ def brute_force_best_fit(lengths, row_length, seed):
     return len(rooms)
 
 
-def test_row_count_matches_a_brute_force_best_fit():
+def test_best_fit_matches_brute_force():
     rng = np.random.default_rng(3)
     for _ in range(20):
         lengths = rng.integers(1, 90, size=rng.integers(1, 200))
@@ -50,19 +50,19 @@ def test_row_count_matches_a_brute_force_best_fit():
         assert len(rows) == brute_force_best_fit(lengths, 96, seed=1)
 
 
-def test_best_fit_puts_each_example_where_least_room_is_left():
-    # 6 goes first into a new row (room 4); 5 into a second (room 5); 4 fits
-    # both and goes where the least room is left, beside 6.
+def test_best_fit_picks_fullest_row():
+    # 6 opens a row with room 4, and 5 opens a second with room 5. Then 4 fits
+    # both, and goes beside 6, where the least room is left.
     rows = best_fit_rows(np.array([6, 5, 4]), 10, seed=0)
     assert rows == [[0, 2], [1]]
 
 
-def test_example_longer_than_the_rows_is_an_error():
+def test_example_longer_than_row_rejected():
     with pytest.raises(ValueError, match="an example of 12 tokens does not fit"):
         best_fit_rows(np.array([3, 12]), 10, seed=0)
 
 
-def test_row_length_is_the_shortest_that_fills_rows():
+def test_row_length_shortest_full():
     # Examples of 60 tokens: rows of 64 to 112 hold one each (94% tokens at
     # most); rows of 120 hold two, with no padding.
     lengths = np.full(40, 60)
@@ -70,7 +70,7 @@ def test_row_length_is_the_shortest_that_fills_rows():
     assert packing_row_length(lengths, 112, seed=0) == 64
 
 
-def test_row_length_falls_back_to_the_fullest():
+def test_row_length_fullest_fallback():
     # 83 tokens take 3 rows of 40 (69% tokens) or 2 rows of 48, 56 or 64
     # (86%, 74%, 65%). None reaches 95%, so the fullest length wins: 48.
     assert packing_row_length(np.array([40, 40, 3]), 64, seed=0) == 48
@@ -80,7 +80,7 @@ def test_row_length_uneven_max_seq_length():
     assert packing_row_length(np.array([98, 97]), 100, seed=0) == 100
 
 
-def test_row_length_is_chosen_from_a_sample(monkeypatch):
+def test_row_length_from_sample(monkeypatch):
     packed_sizes = []
     real_best_fit_rows = packing.best_fit_rows
 
@@ -95,7 +95,7 @@ def test_row_length_is_chosen_from_a_sample(monkeypatch):
     assert packed_sizes == [50] * len(range(64, 121, 8))
 
 
-def test_pack_examples_keeps_every_token_once():
+def test_pack_keeps_every_token_once():
     lengths = [30, 7, 62, 45, 12, 50, 19, 3]
     examples = examples_of(lengths)
     packed = pack_examples(examples, 64, seed=5)
@@ -113,7 +113,7 @@ def test_pack_examples_keeps_every_token_once():
         assert row.segments[-1] == len(starts)
 
 
-def test_same_seed_same_rows_other_seed_other_order():
+def test_pack_order_follows_seed():
     examples = examples_of([20] * 12)
     first = pack_examples(examples, 64, seed=1).rows
     again = pack_examples(examples, 64, seed=1).rows
@@ -122,7 +122,7 @@ def test_same_seed_same_rows_other_seed_other_order():
     assert [r.tokens.tolist() for r in first] != [r.tokens.tolist() for r in other]
 
 
-def test_row_length_fits_unsampled_longest_example(monkeypatch):
+def test_row_length_fits_unsampled_longest(monkeypatch):
     monkeypatch.setattr(packing, "CHOICE_SAMPLE", 50)
     lengths = np.full(5000, 40)
     lengths[123] = 300

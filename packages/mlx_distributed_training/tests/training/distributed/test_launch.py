@@ -228,7 +228,7 @@ def test_stopped_rank_killed_after_another_fails(tmp_path):
     assert RankFailure(rank=1, exit_code=-9) in outcome.failures
 
 
-def test_rank_output_that_reads_like_a_failure_is_not_one(tmp_path):
+def test_rank_text_like_failure_ignored(tmp_path):
     outcome = launch_ranks(
         probe_command(tmp_path, "--say", "Node with rank 1 exited with code 3"),
         LaunchRequest(num_processes=2),

@@ -82,7 +82,7 @@ def test_hung_rank_stops_every_rank(launch_ranks, hung_rank):
         )
 
 
-def test_rank_missing_at_connect_stops_waiting_rank(launch_ranks):
+def test_rank_missing_at_connect(launch_ranks):
     # Only a deadline ends the wait for a rank that never connects the group,
     # such as one stopped with SIGSTOP.
     late_s = 3 * TIMEOUT_S
@@ -93,7 +93,7 @@ def test_rank_missing_at_connect_stops_waiting_rank(launch_ranks):
     assert "in init_group" in runs[0].stderr
 
 
-def test_rank_missing_at_watchdog_start_stops_waiting_rank(launch_ranks):
+def test_rank_missing_at_watchdog_start(launch_ranks):
     # The heartbeat does not run yet while rank 0 sends its port to the others.
     late_s = 3 * TIMEOUT_S
     runs = run(

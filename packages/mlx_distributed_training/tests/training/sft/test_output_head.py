@@ -58,44 +58,38 @@ def test_head_at_targets_same_loss_and_gradients(tied, packed):
         assert mx.allclose(at_targets_grads[name], grad, atol=1e-6).item(), name
 
 
-def test_collate_lists_loss_bearing_positions_in_row_order():
+def test_collate_target_positions_row_order():
     batch = collate(EXAMPLES, np.arange(3))
     width = batch.targets.shape[1]
     rows, columns = np.divmod(np.array(batch.target_positions), width)
-    assert batch.target_count == len(rows) == 9
+    assert batch.target_count == 9
+    assert len(rows) == 9
     assert np.array(batch.mask)[rows, columns].all()
     assert rows.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 2]
     assert columns[:3].tolist() == [5, 6, 7]
 
 
-def test_batch_without_targets_has_zero_loss():
+def test_batch_without_targets_zero_loss():
     silent = EncodedExample(np.array([4, 5, 6], np.int32), np.zeros(3, bool), "x")
     batch = collate([silent], np.array([0]))
     model = tiny(llama, tie_word_embeddings=True)
     assert TokenLoss(True).summed(model, batch).item() == 0.0
 
 
-def test_logit_soft_cap_keeps_logits_everywhere():
-    model = tiny(
-        gemma2,
-        model_type="gemma2",
-        head_dim=8,
-        query_pre_attn_scalar=8.0,
-    )
-    assert not splits_at_head(model)
+@pytest.mark.parametrize(
+    ("module", "settings"),
+    [
+        # A final logit soft cap.
+        (gemma2, {"model_type": "gemma2", "head_dim": 8, "query_pre_attn_scalar": 8.0}),
+        # Logits multiplied by a scale.
+        (cohere, {"model_type": "cohere", "layer_norm_eps": 1e-5, "logit_scale": 0.5}),
+    ],
+)
+def test_logit_transform_keeps_full_logits(module, settings):
+    assert not splits_at_head(tiny(module, **settings))
 
 
-def test_scaled_logits_keep_logits_everywhere():
-    model = tiny(
-        cohere,
-        model_type="cohere",
-        layer_norm_eps=1e-5,
-        logit_scale=0.5,
-    )
-    assert not splits_at_head(model)
-
-
-def test_model_without_the_usual_layout_keeps_logits_everywhere():
+def test_other_layout_keeps_full_logits():
     model = tiny_model(
         gpt2,
         model_type="gpt2",

@@ -1,14 +1,14 @@
 """Sequence packing: several examples per row, so that few positions are padding.
 
 Examples go into rows best fit decreasing: longest first, each into the open
-row with the least room that still holds it, or into a new row. Each row
+row with the least room that still fits it, or into a new row. Each row
 records which example every token comes from (`segments`), so that attention
 stays within an example (see `training.sft.packed_attention`).
 
 The row length is the shortest multiple of the padding step, from the longest
 example up to `max_seq_length`, whose rows are at least 95% tokens. Longer
-rows would hold a little more, but where attention is not fused (MLX on CPU)
-its cost per token grows with the row length: a LoRA step on SmolLM2-135M ran
+rows would fill a little better. But where attention is not fused (MLX on CPU),
+its cost per token grows with the row length. A LoRA step on SmolLM2-135M ran
 at 117 tokens/s in rows of 128 and 84 in rows of 512.
 """
 
@@ -51,7 +51,7 @@ def pack_examples(
 def packing_row_length(lengths: np.ndarray, max_seq_length: int, seed: int) -> int:
     """Return the shortest candidate row length whose rows are FULL_ENOUGH,
     else the fullest; fill is measured on a sample of CHOICE_SAMPLE examples."""
-    # The longest example of all, not of the sample, bounds the row length.
+    # Every example must fit a row, including any the sample leaves out.
     shortest = math.ceil(int(lengths.max()) / PAD_MULTIPLE) * PAD_MULTIPLE
     if len(lengths) > CHOICE_SAMPLE:
         rng = np.random.default_rng(seed)
@@ -149,7 +149,7 @@ class _RoomCounts:
             room += room & -room
 
     def _rows_below(self, room: int) -> int:
-        """Open rows with less than `room` tokens of room."""
+        """Return the number of open rows with less than `room` tokens of room."""
         total, room = 0, room - 1
         while room > 0:
             total += self.tree[room]
@@ -157,12 +157,16 @@ class _RoomCounts:
         return total
 
     def smallest_at_least(self, need: int) -> int | None:
-        wanted = self._rows_below(need) + 1
+        """Return the smallest room of at least `need` tokens that an open row
+        has, or None."""
+        # Descend the tree to the first room whose running count reaches the
+        # count of rows below `need`, plus one.
+        remaining = self._rows_below(need) + 1
         position, step = 0, self.top_bit
         while step:
             following = position + step
-            if following <= self.size and self.tree[following] < wanted:
+            if following <= self.size and self.tree[following] < remaining:
                 position = following
-                wanted -= self.tree[following]
+                remaining -= self.tree[following]
             step >>= 1
         return position + 1 if position < self.size else None

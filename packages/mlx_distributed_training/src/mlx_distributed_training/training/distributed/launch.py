@@ -48,7 +48,7 @@ BLAS_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
 )
 STOP_GRACE_S = 10.0
-# mlx.launch's own warning; the "[WARN]" prefix sets it apart from rank output.
+# mlx.launch's own warning. Its "[WARN]" prefix sets it apart from rank output.
 _RANK_EXIT = re.compile(
     r"\[WARN\] Node with rank (?P<rank>\d+) "
     r"(?:exited with code (?P<code>-?\d+)|was killed)"

@@ -26,9 +26,12 @@ class TokenLoss:
 
     @classmethod
     def for_model(cls, model: nn.Module) -> TokenLoss:
+        """Return the loss for ``model``, with the head at targets only where
+        the start-up check allows it."""
         return cls(head_at_targets=splits_at_head(model))
 
     def summed(self, model: nn.Module, batch: MicroBatch) -> mx.array:
+        """Return the cross-entropy summed over ``batch``'s targets."""
         # mlx's cross-entropy rejects an empty selection; the full path gives 0.
         if self.head_at_targets and batch.target_count:
             logits = target_logits(model, batch).astype(mx.float32)

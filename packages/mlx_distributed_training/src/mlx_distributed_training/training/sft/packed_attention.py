@@ -48,8 +48,8 @@ class SegmentAttention:
 
 
 def attention_caches(model: nn.Module, batch: MicroBatch) -> list | None:
-    """The per-layer ``cache`` argument for ``batch``: None for unpacked rows,
-    a ``SegmentAttention`` for every layer for packed rows."""
+    """Return the per-layer ``cache`` argument for ``batch``: None for
+    unpacked rows, a ``SegmentAttention`` for every layer for packed rows."""
     if batch.segments is None:
         return None
     return [SegmentAttention(batch.segments)] * len(model.layers)
