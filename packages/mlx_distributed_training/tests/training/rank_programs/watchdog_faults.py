@@ -43,6 +43,11 @@ with Watchdog(group, timeout_s=args.timeout_s) as watchdog:
     for step in range(args.steps):
         if rank == args.fault_rank and step == args.fault_step:
             if args.fault == "kill":
+                # A real crash comes during a step's work, after the heartbeat
+                # thread has reported the last collective. Without this pause
+                # the kill can beat that report, and the survivor then names
+                # no collective at all.
+                time.sleep(0.2)
                 os.kill(os.getpid(), signal.SIGKILL)
             elif args.fault == "hang":
                 time.sleep(3600)
